@@ -1,0 +1,78 @@
+"""Samplers: plain functions `sampler(model, x, times, *, noise, callback=None, **options)`.
+
+`model` is a Denoiser ((x, t) -> (x0_hat, eps_hat)), `times` a descending grid ending at 0, and
+`noise()` a source of fresh per-sample Gaussian noise. The registry names them for
+`difflab.sample` and says how many intervals a budget of network evaluations (NFE) buys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .ancestral import ddim, ddpm
+from .base import Denoiser, check_times
+from .multistep import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_3m_sde
+from .ode import euler, heun, rk45
+from .sde import euler_maruyama, pc
+from .unipc import unipc, unipc3
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A registered sampler: its function, default spacing, and whether it draws noise."""
+
+    fn: Callable
+    spacing: str
+    stochastic: bool
+    intervals: Callable[[int, dict], int]  # (NFE budget, options) -> number of grid intervals
+
+    @property
+    def doc(self) -> str:
+        return (self.fn.__doc__ or "").strip().splitlines()[0]
+
+
+def _one_per_step(nfe: int, options: dict) -> int:
+    return nfe
+
+
+def _heun_intervals(nfe: int, options: dict) -> int:
+    return max(1, (nfe + 1) // 2)  # 2 evaluations an interval, 1 for the final denoise
+
+
+def _pc_intervals(nfe: int, options: dict) -> int:
+    return max(1, nfe // (1 + options.get("corrector_steps", 1)))
+
+
+_REGISTRY: dict[str, SamplerSpec] = {
+    "ddpm": SamplerSpec(ddpm, "trailing", True, _one_per_step),
+    "ddim": SamplerSpec(ddim, "trailing", False, _one_per_step),
+    "euler_maruyama": SamplerSpec(euler_maruyama, "trailing", True, _one_per_step),
+    "pc": SamplerSpec(pc, "trailing", True, _pc_intervals),
+    "euler": SamplerSpec(euler, "karras", False, _one_per_step),
+    "heun": SamplerSpec(heun, "karras", False, _heun_intervals),
+    "dpm++2m": SamplerSpec(dpmpp_2m, "logsnr", False, _one_per_step),
+    "dpm++3m": SamplerSpec(dpmpp_3m, "logsnr", False, _one_per_step),
+    "dpm++2m-sde": SamplerSpec(dpmpp_2m_sde, "logsnr", True, _one_per_step),
+    "dpm++3m-sde": SamplerSpec(dpmpp_3m_sde, "logsnr", True, _one_per_step),
+    "unipc": SamplerSpec(unipc, "logsnr", False, _one_per_step),
+    "unipc3": SamplerSpec(unipc3, "logsnr", False, _one_per_step),
+    "rk45": SamplerSpec(rk45, "logsnr", False, lambda nfe, options: 2),  # adaptive: [1, t_min, 0]
+}
+
+
+def available() -> list[str]:
+    """The registered sampler names."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> SamplerSpec:
+    """The registered sampler called `name`."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+__all__ = ["Denoiser", "SamplerSpec", "available", "get", "check_times", "ddpm", "ddim",
+           "euler_maruyama", "pc", "euler", "heun", "rk45", "dpmpp_2m", "dpmpp_3m",
+           "dpmpp_2m_sde", "dpmpp_3m_sde", "unipc", "unipc3"]

@@ -1,0 +1,84 @@
+"""What every sampler shares: the denoiser view of a network, and time-grid checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from ..predictions import check_prediction, to_x0_eps
+from ..schedules import Schedule
+
+Callback = Callable[[int, float, Tensor, Tensor], None]
+
+
+class Denoiser:
+    """A network seen by a sampler: (x, t) -> (x0_hat, eps_hat) (DESIGN.md section 2).
+
+    net(x_t, t, cond) predicts `prediction` ("eps", "x0", "v" or "score"); with `guidance` w the
+    prediction is classifier-free guided, out_uncond + w (out_cond - out_uncond) (Ho & Salimans
+    2022, eq. 6). Each call counts one network evaluation in `nfe`.
+    """
+
+    def __init__(self, net: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
+                 guidance: float | None = None, uncond=None):
+        self.net, self.schedule = net, schedule
+        self.prediction = check_prediction(prediction)
+        self.cond, self.guidance, self.uncond = cond, guidance, uncond
+        if guidance is not None and cond is None:
+            raise ValueError("guidance needs a condition: pass cond=... (and uncond= its null)")
+        self.nfe = 0
+
+    def alpha_sigma(self, t: float) -> tuple[float, float]:
+        """alpha(t), sigma(t) as float64 python numbers."""
+        return float(self.schedule.alpha(t)), float(self.schedule.sigma(t))
+
+    def sigma_hat(self, t: float) -> float:
+        """sigma(t) / alpha(t): the EDM noise level."""
+        return float(self.schedule.sigma_hat(t))
+
+    def _net(self, x: Tensor, tb: Tensor, cond) -> Tensor:
+        out = self.net(x, tb, cond) if cond is not None else self.net(x, tb)
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(f"the network returned {got} for an input of shape "
+                             f"{tuple(x.shape)}: it must return a prediction shaped like x_t")
+        return out.to(x.dtype)
+
+    def __call__(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+        t = float(t)
+        tb = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)  # (B,)
+        if self.guidance is None:
+            out = self._net(x, tb, self.cond)
+        else:
+            out_c = self._net(x, tb, self.cond)
+            out_u = self._net(x, tb, self.uncond)
+            out = out_u + self.guidance * (out_c - out_u)
+        self.nfe += 1
+        alpha, sigma = self.alpha_sigma(t)
+        return to_x0_eps(out, x, alpha, sigma, self.prediction)
+
+
+def check_times(times) -> list[float]:
+    """A sampling grid as python floats: descending, starting in (0, 1], ending at 0."""
+    ts = torch.as_tensor(times, dtype=torch.float64).flatten().tolist()
+    if len(ts) < 2:
+        raise ValueError("a time grid needs at least 2 points: a start time and the final 0")
+    if any(not math.isfinite(t) for t in ts):
+        raise ValueError("the time grid contains a non-finite value")
+    if ts[-1] != 0:
+        raise ValueError(f"the time grid must end at 0 (the final denoise), it ends at {ts[-1]}")
+    if any(b >= a for a, b in zip(ts, ts[1:], strict=False)):
+        raise ValueError("the time grid must be strictly descending")
+    if ts[0] > 1:
+        raise ValueError(f"the time grid must start at t <= 1, it starts at {ts[0]}")
+    return ts
+
+
+def expand(v: float | Tensor, x: Tensor) -> float | Tensor:
+    """A scalar stays a scalar; a (B,) tensor becomes (B, 1, ...) to broadcast against x."""
+    if isinstance(v, Tensor) and v.ndim == 1:
+        return v.reshape(-1, *([1] * (x.ndim - 1)))
+    return v

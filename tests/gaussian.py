@@ -1,0 +1,30 @@
+import math
+
+import torch
+
+from difflab.schedules import Schedule
+
+
+class GaussianX0:
+    """The exact x0 prediction for data N(m, s^2 I): the single-Gaussian test problem."""
+
+    prediction = "x0"
+
+    def __init__(self, schedule: Schedule, m: float = 0.5, s: float = 0.3):
+        self.schedule, self.m, self.s = schedule, m, s
+
+    def __call__(self, x, t, cond=None):
+        shape = (-1, *[1] * (x.ndim - 1))
+        a = self.schedule.alpha(t).to(x.dtype).view(shape)
+        sg = self.schedule.sigma(t).to(x.dtype).view(shape)
+        return self.m + a * self.s**2 / (a**2 * self.s**2 + sg**2) * (x - a * self.m)
+
+    def ode_solution(self, x_start, t_start: float, t_end: float):
+        """The probability-flow ODE keeps z = (x - alpha m) / std_t: x at t_end, and x0_hat there."""
+        def std(t):
+            return math.sqrt(float(self.schedule.alpha(t)) ** 2 * self.s**2
+                             + float(self.schedule.sigma(t)) ** 2)
+
+        a0, a1 = float(self.schedule.alpha(t_start)), float(self.schedule.alpha(t_end))
+        z = (x_start - a0 * self.m) / std(t_start)
+        return a1 * self.m + std(t_end) * z

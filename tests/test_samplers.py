@@ -1,0 +1,258 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from gaussian import GaussianX0
+
+import difflab
+from difflab import samplers
+from difflab.noise import NoiseSource, sample_keys
+from difflab.samplers.multistep import dpmpp_multistep
+from difflab.schedules import get_schedule, get_times
+
+F64 = torch.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# order of accuracy on a single Gaussian, against rk45 at a tight tolerance
+
+ORDERS = {"euler": 1, "ddim": 1, "heun": 2, "dpm++2m": 2, "dpm++3m": 3, "unipc": 3, "unipc3": 3}
+
+
+@pytest.fixture(scope="module")
+def order_problem():
+    sched = get_schedule("linear")
+    model = GaussianX0(sched, m=0.5, s=0.5)
+    x_T = torch.linspace(-2.5, 2.5, 16, dtype=F64).view(16, 1)
+
+    def run(name, n, **kw):
+        ts = get_times("logsnr", n, sched, t_end=0.05)
+        return difflab.sample(model, sched, x_T=x_T, times=ts, sampler=name, dtype=F64, **kw)
+
+    ref = run("rk45", 2, rtol=1e-12, atol=1e-12)
+    return run, ref, model, x_T, sched
+
+
+def test_rk45_matches_the_exact_ode_solution(order_problem):
+    run, ref, model, x_T, sched = order_problem
+    x_end = model.ode_solution(x_T, 1.0, 0.05)
+    exact = model(x_end, torch.full((16,), 0.05, dtype=F64))  # the final denoise at t_end
+    assert (ref - exact).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("name", list(ORDERS))
+def test_order_of_accuracy(order_problem, name):
+    """Error ~ N^-p for N intervals: slope of log error against log N."""
+    run, ref, *_ = order_problem
+    ns = [40, 80, 160, 320]
+    errs = [float((run(name, n) - ref).abs().max()) for n in ns]
+    slope = -np.polyfit(np.log(ns), np.log(errs), 1)[0]
+    assert abs(slope - ORDERS[name]) < 0.35, (name, slope, errs)
+
+
+def test_dpmpp_3m_step_is_exact_for_quadratic_x0():
+    """The 3M update integrates x0_hat(lambda) = quadratic exactly (third order)."""
+    from scipy.integrate import quad
+
+    class Quadratic:  # a 'network' whose x0_hat depends only on lambda, quadratically
+        prediction = "x0"
+
+        def __init__(self, sched):
+            self.sched = sched
+
+        def __call__(self, x, t, cond=None):
+            lam = 0.5 * self.sched.logsnr(t).to(x.dtype)
+            return (0.3 * lam**2 - 0.7 * lam + 0.2).view(-1, 1).expand_as(x)
+
+    sched = get_schedule("vp")
+    times = [0.9, 0.7, 0.5, 0.4, 0.0]  # the fourth step is a full 3M step
+    lam = [0.5 * float(sched.logsnr(t)) for t in times[:-1]]
+    x = torch.zeros(1, 1, dtype=F64)
+    got = {}
+    samplers.Denoiser(Quadratic(sched), sched, "x0")
+
+    def cb(i, t, x_i, x0_hat):
+        got[i] = x_i
+
+    den = samplers.Denoiser(Quadratic(sched), sched, "x0")
+    dpmpp_multistep(den, x, times, noise=None, order=3, callback=cb)
+    # exact: x_hat(lam_3) = e^{-h} x_hat(lam_2) + int_0^h e^{-(h - u)} D(lam_2 + u) du
+    h = lam[3] - lam[2]
+    D = lambda l: 0.3 * l * l - 0.7 * l + 0.2  # noqa: E731
+    integral = quad(lambda u: math.exp(-(h - u)) * D(lam[2] + u), 0, h, epsabs=1e-14)[0]
+    a2, a3 = float(sched.alpha(times[2])), float(sched.alpha(times[3]))
+    expected = math.exp(-h) * float(got[2]) / a2 + integral
+    assert abs(float(got[3]) / a3 - expected) < 1e-10
+
+
+# ---------------------------------------------------------------------------------------------
+# identities between samplers
+
+
+def _den(model, sched):
+    return samplers.Denoiser(model, sched, model.prediction)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "edm", "subvp"])
+def test_ddim_eta0_equals_dpmpp1_and_euler(schedule):
+    sched = get_schedule(schedule)
+    model = GaussianX0(sched)
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    x = x * float(sched.sigma(1.0))
+    ts = samplers.check_times(get_times("karras", 12, sched))
+    a = samplers.ddim(_den(model, sched), x, ts, noise=None, eta=0.0)
+    b = dpmpp_multistep(_den(model, sched), x, ts, noise=None, order=1)
+    c = samplers.euler(_den(model, sched), x, ts)
+    assert (a - b).abs().max() < 1e-6 and (a - c).abs().max() < 1e-6
+
+
+def test_ddim_eta1_on_the_full_grid_equals_ddpm_small():
+    sched = get_schedule("linear")
+    model = GaussianX0(sched)
+    ts = samplers.check_times(torch.cat([torch.arange(1000, 0, -1, dtype=F64) / 1000, torch.zeros(1, dtype=F64)]))
+    x = NoiseSource(sample_keys(3, 32), (2,), dtype=F64)()
+    a = samplers.ddim(_den(model, sched), x, ts, noise=NoiseSource(sample_keys(5, 32), (2,),
+                      dtype=F64), eta=1.0)
+    b = samplers.ddpm(_den(model, sched), x, ts, noise=NoiseSource(sample_keys(5, 32), (2,),
+                      dtype=F64), variance="small")
+    assert (a - b).abs().max() < 1e-10
+
+
+def test_ddpm_is_ho_et_al_algorithm_2():
+    """On the full grid, ddpm equals Algorithm 2 written with betas (Ho et al. 2020)."""
+    sched = get_schedule("linear")
+    model = GaussianX0(sched)
+    betas, abar = sched.betas, sched.alphas_cumprod
+    T = 1000
+    keys = sample_keys(11, 16)
+    x_T = NoiseSource(keys, (2,), dtype=F64)()
+    for variance in ("small", "large"):
+        ts = samplers.check_times(torch.cat([torch.arange(T, 0, -1, dtype=F64) / T, torch.zeros(1, dtype=F64)]))
+        ours = samplers.ddpm(_den(model, sched), x_T, ts, noise=NoiseSource(keys, (2,), dtype=F64),
+                             variance=variance)
+        noise = NoiseSource(keys, (2,), dtype=F64)
+        x = x_T
+        for i in range(T, 0, -1):  # Algorithm 2, with the eps of the x0 model
+            t = torch.full((16,), i / T, dtype=F64)
+            eps = (x - abar[i - 1].sqrt() * model(x, t)) / (1 - abar[i - 1]).sqrt()
+            mean = (x - betas[i - 1] / (1 - abar[i - 1]).sqrt() * eps) / (1 - betas[i - 1]).sqrt()
+            if i == 1:
+                x = mean
+                break
+            var = betas[i - 1] if variance == "large" else (
+                (1 - abar[i - 2]) / (1 - abar[i - 1]) * betas[i - 1])
+            x = mean + var.sqrt() * noise()
+        assert (ours - x).abs().max() < 1e-9, variance
+
+
+def test_ddim_replays_a_diffusers_timestep_list():
+    """DDPM step k (0-based) is time (k + 1) / T: DDIM eq. 12 on alpha_bar[k] is replayed."""
+    sched = get_schedule("cosine")
+    model = GaussianX0(sched)
+    abar = sched.alphas_cumprod
+    steps = [999, 899, 799, 599, 399, 199, 99, 49, 19, 0]  # any descending list
+    x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    times = [(k + 1) / 1000 for k in steps] + [0.0]
+    ours = difflab.sample(model, sched, x_T=x_T, times=times, sampler="ddim", dtype=F64)
+    x = x_T
+    for j, k in enumerate(steps):
+        x0 = model(x, torch.full((8,), (k + 1) / 1000, dtype=F64))
+        eps = (x - abar[k].sqrt() * x0) / (1 - abar[k]).sqrt()
+        a_prev = abar[steps[j + 1]] if j + 1 < len(steps) else torch.tensor(1.0, dtype=F64)
+        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    assert (ours - x).abs().max() < 1e-10
+
+
+# ---------------------------------------------------------------------------------------------
+# batch independence, guidance, errors
+
+
+@pytest.mark.parametrize("name", ["ddpm", "dpm++2m", "dpm++2m-sde", "heun", "pc"])
+def test_seeded_samples_do_not_depend_on_the_batch(name):
+    sched = get_schedule("linear")
+    model = GaussianX0(sched)
+    kw = {"s_churn": 10.0} if name == "heun" else {}
+    big = difflab.sample(model, sched, shape=(1000, 2), sampler=name, steps=10, seed=4, **kw)
+    small = difflab.sample(model, sched, shape=(8, 2), sampler=name, steps=10, seed=4, **kw)
+    assert torch.allclose(big[:8], small, atol=1e-6, rtol=0)
+    other = difflab.sample(model, sched, shape=(8, 2), sampler=name, steps=10, seed=5, **kw)
+    if samplers.get(name).stochastic or name == "heun":
+        assert not torch.allclose(other, small)
+
+
+def test_classifier_free_guidance():
+    sched = get_schedule("linear")
+
+    def net(x, t, cond=None):  # x0 prediction: the class mean, or 0 for the null label
+        return torch.zeros_like(x) if cond is None else cond.view(-1, 1).expand_as(x)
+
+    x_T = torch.randn(4, 2, dtype=F64)
+    cond = torch.tensor([1.0, -1.0, 2.0, 0.5], dtype=F64)
+    out = difflab.sample(net, sched, x_T=x_T, prediction="x0", sampler="ddim", steps=5,
+                         cond=cond, guidance=3.0, dtype=F64)
+    assert torch.allclose(out, 3.0 * cond.view(-1, 1).expand(4, 2))  # 0 + 3 (c - 0)
+    with pytest.raises(ValueError, match="guidance needs a condition"):
+        difflab.sample(net, sched, x_T=x_T, prediction="x0", guidance=2.0)
+
+
+def test_steps_count_network_evaluations():
+    sched = get_schedule("linear")
+    model = GaussianX0(sched)
+    calls = []
+
+    def net(x, t, cond=None):
+        calls.append(1)
+        return model(x, t)
+
+    for name in samplers.available():
+        if name == "rk45":
+            continue
+        for steps in (5, 10):
+            calls.clear()
+            difflab.sample(net, sched, shape=(4, 2), prediction="x0", sampler=name, steps=steps)
+            assert len(calls) <= steps and len(calls) >= steps - 1, (name, steps, len(calls))
+
+
+def test_registry_names_papers():
+    for name in samplers.available():
+        doc = samplers.get(name).doc
+        assert re_year(doc), (name, doc)
+
+
+def re_year(doc: str) -> bool:
+    import re
+
+    return re.search(r"(19|20)\d\d", doc) is not None
+
+
+def test_bad_input_errors():
+    sched = get_schedule("linear")
+    model = GaussianX0(sched)
+    with pytest.raises(ValueError, match="unknown sampler 'dpm\\+\\+4m'; choose one of .*ddim"):
+        difflab.sample(model, sched, shape=(2, 2), sampler="dpm++4m")
+    with pytest.raises(ValueError, match="unknown schedule 'lin'; choose one of .*linear"):
+        difflab.sample(model, "lin", shape=(2, 2))
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="steps must be a positive integer"):
+            difflab.sample(model, sched, shape=(2, 2), steps=bad)
+    with pytest.raises(ValueError, match="strictly descending"):
+        difflab.sample(model, sched, shape=(2, 2), times=[1.0, 0.5, 0.7, 0.0])
+    with pytest.raises(ValueError, match="must end at 0"):
+        difflab.sample(model, sched, shape=(2, 2), times=[1.0, 0.5, 0.1])
+    with pytest.raises(ValueError, match="start at t <= 1"):
+        difflab.sample(model, sched, shape=(2, 2), times=[1.5, 0.5, 0.0])
+    with pytest.raises(ValueError, match="shape="):
+        difflab.sample(model, sched)
+
+    def wrong_shape(x, t, cond=None):
+        return x[:, :1]
+
+    with pytest.raises(ValueError, match=r"returned \(2, 1\) for an input of shape \(2, 2\)"):
+        difflab.sample(wrong_shape, sched, shape=(2, 2))
+
+    def nan_late(x, t, cond=None):
+        return torch.where(t.view(-1, 1) < 0.5, torch.nan, 0.0) * torch.ones_like(x)
+
+    with pytest.raises(difflab.SamplingError, match=r"NaN or inf at step 6 \(t = 0\.4"):
+        difflab.sample(nan_late, sched, shape=(2, 2), sampler="ddim", steps=10, spacing="trailing")
