@@ -51,12 +51,12 @@ _REGISTRY: dict[str, SamplerSpec] = {
     "pc": SamplerSpec(pc, "trailing", True, _pc_intervals),
     "euler": SamplerSpec(euler, "karras", False, _one_per_step),
     "heun": SamplerSpec(heun, "karras", False, _heun_intervals),
-    "dpm++2m": SamplerSpec(dpmpp_2m, "logsnr", False, _one_per_step),
-    "dpm++3m": SamplerSpec(dpmpp_3m, "logsnr", False, _one_per_step),
-    "dpm++2m-sde": SamplerSpec(dpmpp_2m_sde, "logsnr", True, _one_per_step),
-    "dpm++3m-sde": SamplerSpec(dpmpp_3m_sde, "logsnr", True, _one_per_step),
-    "unipc": SamplerSpec(unipc, "logsnr", False, _one_per_step),
-    "unipc3": SamplerSpec(unipc3, "logsnr", False, _one_per_step),
+    "dpm++2m": SamplerSpec(dpmpp_2m, "logsnr_skip", False, _one_per_step),
+    "dpm++3m": SamplerSpec(dpmpp_3m, "logsnr_skip", False, _one_per_step),
+    "dpm++2m-sde": SamplerSpec(dpmpp_2m_sde, "logsnr_skip", True, _one_per_step),
+    "dpm++3m-sde": SamplerSpec(dpmpp_3m_sde, "logsnr_skip", True, _one_per_step),
+    "unipc": SamplerSpec(unipc, "logsnr_skip", False, _one_per_step),
+    "unipc3": SamplerSpec(unipc3, "logsnr_skip", False, _one_per_step),
     "rk45": SamplerSpec(rk45, "logsnr", False, lambda nfe, options: 2),  # adaptive: [1, t_min, 0]
 }
 
