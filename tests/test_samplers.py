@@ -110,7 +110,7 @@ def test_ddim_eta0_equals_dpmpp1_and_euler(schedule):
 def test_ddim_eta1_on_the_full_grid_equals_ddpm_small():
     sched = get_schedule("linear")
     model = GaussianX0(sched)
-    ts = samplers.check_times(torch.cat([torch.arange(1000, 0, -1, dtype=F64) / 1000, torch.zeros(1, dtype=F64)]))
+    ts = samplers.check_times(get_times("trailing", 1000, sched))
     x = NoiseSource(sample_keys(3, 32), (2,), dtype=F64)()
     a = samplers.ddim(_den(model, sched), x, ts, noise=NoiseSource(sample_keys(5, 32), (2,),
                       dtype=F64), eta=1.0)
@@ -128,7 +128,7 @@ def test_ddpm_is_ho_et_al_algorithm_2():
     keys = sample_keys(11, 16)
     x_T = NoiseSource(keys, (2,), dtype=F64)()
     for variance in ("small", "large"):
-        ts = samplers.check_times(torch.cat([torch.arange(T, 0, -1, dtype=F64) / T, torch.zeros(1, dtype=F64)]))
+        ts = samplers.check_times(get_times("trailing", T, sched))  # the full grid i / T
         ours = samplers.ddpm(_den(model, sched), x_T, ts, noise=NoiseSource(keys, (2,), dtype=F64),
                              variance=variance)
         noise = NoiseSource(keys, (2,), dtype=F64)
