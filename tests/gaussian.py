@@ -1,7 +1,5 @@
 import math
 
-import torch
-
 from difflab.schedules import Schedule
 
 
@@ -20,7 +18,7 @@ class GaussianX0:
         return self.m + a * self.s**2 / (a**2 * self.s**2 + sg**2) * (x - a * self.m)
 
     def ode_solution(self, x_start, t_start: float, t_end: float):
-        """The probability-flow ODE keeps z = (x - alpha m) / std_t: x at t_end, and x0_hat there."""
+        """x at t_end on the probability-flow ODE, which keeps z = (x - alpha m) / std_t."""
         def std(t):
             return math.sqrt(float(self.schedule.alpha(t)) ** 2 * self.s**2
                              + float(self.schedule.sigma(t)) ** 2)
