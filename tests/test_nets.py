@@ -1,0 +1,343 @@
+"""difflab.nets: shapes, parameter counts, the embeddings against their formulas, conditioning,
+adaLN-Zero, gradients, the registry, bf16 autocast and channels-last."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from difflab import nets
+from difflab.nets.layers import (
+    ConditionEmbedding,
+    SelfAttention,
+    sincos_pos_embed_2d,
+    sinusoidal_embedding,
+)
+
+# Small configs of every family, for the behavioural tests.
+SMALL = {
+    "unet": lambda **kw: nets.get_net("unet-digits", channels=32, **kw),
+    "dit": lambda **kw: nets.DiT(nets.DiTConfig(in_channels=3, input_size=8, patch_size=2,
+                                                hidden_size=64, depth=2, heads=4, **kw)),
+    "mlp": lambda **kw: nets.get_net("mlp-2d", **kw),
+}
+SHAPES = {"unet": (4, 1, 8, 8), "dit": (4, 3, 8, 8), "mlp": (4, 2)}
+
+
+def randomize_zeros_(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every all-zero parameter (zero-initialised output layers, biases) random values, so
+    the network is no longer the constant zero it is at initialisation."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            if not p.any():
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+    return net
+
+
+def n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def inputs(shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g), torch.rand(shape[0], generator=g)
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: shapes and sizes
+
+
+@pytest.mark.parametrize("name, shape", [
+    ("mlp-2d", (5, 2)),
+    ("unet-digits", (3, 1, 8, 8)),
+    ("unet-mnist", (2, 1, 28, 28)),
+])
+def test_preset_output_shape(name, shape):
+    net = randomize_zeros_(nets.get_net(name)).eval()
+    x, t = inputs(shape)
+    with torch.no_grad():
+        out = net(x, t)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.isfinite(out).all() and out.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def ddpm_cifar10():
+    torch.manual_seed(0)
+    return nets.get_net("ddpm-cifar10")
+
+
+def test_ddpm_cifar10_matches_the_paper(ddpm_cifar10):
+    # The released google/ddpm-cifar10-32 checkpoint has exactly this many parameters.
+    assert n_params(ddpm_cifar10) == 35_746_307
+    c = ddpm_cifar10.config
+    assert (c.channels, c.channel_mult, c.num_res_blocks, c.attn_resolutions, c.dropout) == (
+        128, (1, 2, 2, 2), 2, (16,), 0.1)
+    # attention: at 16x16 on the way down (2) and up (3), and in the middle
+    assert sum(isinstance(m, nets.unet.AttnBlock) for m in ddpm_cifar10.modules()) == 6
+    # one time-embedding Linear per residual block: 4 x 2 down + 2 middle + 4 x 3 up
+    assert sum(isinstance(m, nets.unet.ResBlock) for m in ddpm_cifar10.modules()) == 22
+    x, t = inputs((1, 3, 32, 32))
+    with torch.no_grad():
+        assert ddpm_cifar10.eval()(x, t).shape == x.shape
+
+
+def test_dit_s2_size_and_zero_output():
+    torch.manual_seed(0)
+    net = nets.get_net("dit-s2").eval()
+    c = net.config
+    assert (c.hidden_size, c.depth, c.heads, c.patch_size, c.in_channels, c.input_size) == (
+        384, 12, 6, 2, 4, 32)
+    assert n_params(net) == 32_474_512
+    x, t = inputs((1, 4, 32, 32))
+    with torch.no_grad():
+        out = net(x, t)
+    assert out.shape == x.shape
+    assert torch.equal(out, torch.zeros_like(out))  # adaLN-Zero
+
+
+def test_preset_sizes_stay_put():
+    expected = {"mlp-2d": 183_298, "unet-digits": 1_001_729, "unet-mnist": 6_469_889}
+    for name, n in expected.items():
+        assert n_params(nets.get_net(name)) == n, name
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers against their formulas
+
+
+def ddpm_timestep_embedding(timesteps: np.ndarray, dim: int) -> np.ndarray:
+    """`get_timestep_embedding` of the DDPM reference code (diffusion_tf/nn.py), in numpy."""
+    half = dim // 2
+    emb = math.log(10000) / (half - 1)
+    emb = np.exp(np.arange(half, dtype=np.float64) * -emb)
+    emb = timesteps.astype(np.float64)[:, None] * emb[None, :]
+    emb = np.concatenate([np.sin(emb), np.cos(emb)], axis=1)
+    if dim % 2 == 1:
+        emb = np.pad(emb, [[0, 0], [0, 1]])
+    return emb
+
+
+@pytest.mark.parametrize("dim", [4, 64, 128, 33])
+def test_time_embedding_is_ddpm_formula(dim):
+    steps = np.array([0, 1, 17, 250, 999, 1000])
+    ref = ddpm_timestep_embedding(steps, dim)
+    got = sinusoidal_embedding(torch.tensor(steps, dtype=torch.float32), dim)
+    assert got.shape == (len(steps), dim) and got.dtype == torch.float32
+    np.testing.assert_allclose(got.numpy(), ref, atol=2e-4)  # float32 sin of arguments <= 1000
+    # by hand, dim 4: frequencies 1 and 1e-4
+    x = torch.tensor([1.0])
+    np.testing.assert_allclose(sinusoidal_embedding(x, 4)[0].numpy(),
+                               [math.sin(1), math.sin(1e-4), math.cos(1), math.cos(1e-4)],
+                               rtol=1e-6)
+
+
+def test_networks_embed_1000_t():
+    # the network's embedding of time t is the DDPM embedding of step 1000 t, through the MLP
+    emb = ConditionEmbedding(freq_dim=32, dim=16)
+    t = torch.tensor([0.0, 0.001, 0.25, 1.0])
+    ref = torch.tensor(ddpm_timestep_embedding(np.array([0, 1, 250, 1000]), 32)).float()
+    with torch.no_grad():
+        torch.testing.assert_close(emb(t), emb.mlp(ref), atol=1e-5, rtol=1e-5)
+
+
+def test_2d_sincos_positions_are_mae():
+    """MAE's get_2d_sincos_pos_embed (used by DiT), in numpy."""
+
+    def one_d(dim, pos):
+        omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
+        out = np.einsum("m,d->md", pos.reshape(-1), omega)
+        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+    dim, gh, gw = 16, 3, 5
+    grid = np.stack(np.meshgrid(np.arange(gw, dtype=np.float64), np.arange(gh, dtype=np.float64)))
+    ref = np.concatenate([one_d(dim // 2, grid[0]), one_d(dim // 2, grid[1])], axis=1)
+    np.testing.assert_allclose(sincos_pos_embed_2d(dim, gh, gw).numpy(), ref, atol=1e-6)
+
+
+def test_self_attention_is_softmax_attention():
+    torch.manual_seed(0)
+    attn = SelfAttention(12, heads=3)
+    x = torch.randn(2, 5, 12)
+    q, k, v = attn.qkv(x).chunk(3, dim=-1)
+    split = lambda a: a.reshape(2, 5, 3, 4).transpose(1, 2)  # noqa: E731  (B, h, N, d)
+    w = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(4), dim=-1)
+    ref = attn.proj((w @ split(v)).transpose(1, 2).reshape(2, 5, 12))
+    torch.testing.assert_close(attn(x), ref, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Behaviour
+
+
+def test_zero_output_at_init():
+    # DDPM's zero-initialised output layers, DiT's adaLN-Zero, the MLP's zero output layer
+    for kind, make in SMALL.items():
+        x, t = inputs(SHAPES[kind])
+        out = make()(x, t)
+        assert torch.equal(out, torch.zeros_like(out)), kind
+
+
+@pytest.mark.parametrize("kind", list(SMALL))
+def test_class_conditioning_and_null_label(kind):
+    torch.manual_seed(0)
+    net = randomize_zeros_(SMALL[kind](num_classes=10)).eval()
+    assert net.config.num_classes == 10
+    x, t = inputs(SHAPES[kind])
+    with torch.no_grad():
+        a = net(x, t, torch.full((4,), 3))
+        b = net(x, t, torch.full((4,), 5))
+        null = net(x, t, torch.full((4,), 10))  # index num_classes: the reserved null label
+        none = net(x, t)
+        unlabelled = net(x, t, torch.full((4,), -1))  # difflab.data's NO_LABEL
+    assert not torch.allclose(a, b)
+    assert not torch.allclose(a, null)
+    torch.testing.assert_close(null, none, atol=0, rtol=0)
+    torch.testing.assert_close(unlabelled, none, atol=0, rtol=0)
+    # per-sample labels: sample i depends on its own label only
+    with torch.no_grad():
+        mixed = net(x, t, torch.tensor([3, 5, 10, 3]))
+    torch.testing.assert_close(mixed[[0, 3]], a[[0, 3]])
+    torch.testing.assert_close(mixed[1], b[1])
+    torch.testing.assert_close(mixed[2], none[2])
+
+
+def test_unconditional_net_refuses_labels():
+    x, t = inputs(SHAPES["mlp"])
+    with pytest.raises(ValueError, match="unconditional"):
+        SMALL["mlp"]()(x, t, torch.zeros(4, dtype=torch.long))
+
+
+def test_time_argument_checks():
+    net = randomize_zeros_(SMALL["mlp"]())
+    x, t = inputs(SHAPES["mlp"])
+    torch.testing.assert_close(net(x, torch.tensor(0.3)), net(x, torch.full((4,), 0.3)))
+    with pytest.raises(ValueError, match="shape"):
+        net(x, torch.rand(3))
+    assert not torch.allclose(net(x, torch.full((4,), 0.1)), net(x, torch.full((4,), 0.9)))
+
+
+@pytest.mark.parametrize("kind", list(SMALL))
+def test_gradients_reach_every_parameter(kind):
+    torch.manual_seed(0)
+    net = randomize_zeros_(SMALL[kind](num_classes=10))
+    x, t = inputs(SHAPES[kind])
+    net(x, t, torch.tensor([0, 1, 2, 10])).square().mean().backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, name
+
+
+def test_gradients_flow_at_init():
+    # at initialisation the output is zero, but the zero layers themselves get gradient
+    net = SMALL["unet"]()
+    x, t = inputs(SHAPES["unet"])
+    (net(x, t) - x).square().mean().backward()
+    assert net.conv_out.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", list(SMALL))
+def test_bf16_autocast(kind):
+    torch.manual_seed(0)
+    net = randomize_zeros_(SMALL[kind]())
+    x, t = inputs(SHAPES[kind])
+    ref = net(x, t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, t)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    assert torch.isfinite(out).all()
+    assert (out - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+    out.square().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+
+
+def test_unet_channels_last():
+    net = randomize_zeros_(SMALL["unet"](num_classes=10)).eval()
+    x, t = inputs((4, 1, 8, 8))
+    cond = torch.tensor([1, 2, 3, 10])
+    with torch.no_grad():
+        ref = net(x, t, cond)
+        net_cl = net.to(memory_format=torch.channels_last)
+        out = net_cl(x.to(memory_format=torch.channels_last), t, cond)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_unet_odd_sizes_and_scale_shift():
+    # 28 -> 14 -> 7 -> 4 and back to exactly 28; attention at 7; FiLM-style scale-shift
+    net = nets.UNet(nets.UNetConfig(in_channels=1, image_size=28, channels=32,
+                                    channel_mult=(1, 1, 2, 2), num_res_blocks=1,
+                                    attn_resolutions=(7,), scale_shift=True, heads=2))
+    randomize_zeros_(net).eval()
+    x, t = inputs((2, 1, 28, 28))
+    with torch.no_grad():
+        assert net(x, t).shape == x.shape
+        assert net(x[..., :22, :18], t).shape == (2, 1, 22, 18)
+    assert sum(isinstance(m, nets.unet.AttnBlock) for m in net.modules()) == 1 + 1 + 2
+    assert net.down[0].blocks[0].emb.out_features == 2 * 32
+
+
+def test_dit_other_sizes():
+    net = randomize_zeros_(SMALL["dit"]()).eval()
+    with torch.no_grad():
+        x, t = inputs((2, 3, 12, 4))
+        assert net(x, t).shape == x.shape
+        with pytest.raises(ValueError, match="patch_size"):
+            net(torch.randn(2, 3, 7, 8), t)
+
+
+def test_mlp_flattens_trailing_dims():
+    net = randomize_zeros_(nets.get_net("mlp-2d", dim=12))
+    x, t = inputs((3, 4, 3))
+    out = net(x, t)
+    assert out.shape == x.shape
+    torch.testing.assert_close(out.reshape(3, 12), net(x.reshape(3, 12), t))
+    with pytest.raises(ValueError, match="12"):
+        net(torch.randn(3, 5), t)
+
+
+def test_dropout_only_in_training():
+    net = randomize_zeros_(nets.get_net("unet-digits", channels=32, dropout=0.5))
+    x, t = inputs(SHAPES["unet"])
+    net.eval()
+    torch.testing.assert_close(net(x, t), net(x, t))
+    net.train()
+    assert not torch.allclose(net(x, t), net(x, t))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registry
+
+
+def test_registry_lists_and_describes():
+    assert nets.available() == ["mlp-2d", "unet-digits", "unet-mnist", "ddpm-cifar10", "dit-s2"]
+    for name in nets.available():
+        d = nets.describe(name)
+        assert isinstance(d, str) and d and "\n" not in d
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown network 'unet-tiny'.*unet-digits.*dit-s2"):
+        nets.get_net("unet-tiny")
+    with pytest.raises(ValueError, match="unknown network"):
+        nets.describe("nope")
+    with pytest.raises(ValueError, match="'chanels'.*channels.*channel_mult"):
+        nets.get_net("unet-digits", chanels=32)
+    with pytest.raises(ValueError, match="groups"):
+        nets.get_net("unet-digits", channels=48)  # 48 channels in 32 groups
+    with pytest.raises(ValueError, match="patch_size"):
+        nets.get_net("dit-s2", input_size=31)
+    with pytest.raises(TypeError):
+        nets.build(object())
+
+
+def test_config_round_trip():
+    net = nets.get_net("unet-mnist", num_classes=10, channel_mult=[1, 2, 2])
+    assert net.config.channel_mult == (1, 2, 2)  # lists (from JSON) become tuples
+    again = nets.get_net("unet-mnist", **dataclasses.asdict(net.config))
+    assert again.config == net.config
+    assert isinstance(nets.build(net.config), nets.UNet)
