@@ -196,6 +196,22 @@ def test_classifier_free_guidance():
         difflab.sample(net, sched, x_T=x_T, prediction="x0", guidance=2.0)
 
 
+def test_clip_x0_clamps_the_data_prediction():
+    sched = get_schedule("cosine")
+
+    def wild(x, t, cond=None):  # an eps network that is badly wrong: x0_hat explodes at t = 1
+        return x + 3.0
+
+    x0 = {None: [], 1.0: []}
+    for clip in x0:
+        difflab.sample(wild, sched, shape=(4, 2), sampler="ddim", steps=5, seed=0, clip_x0=clip,
+                       callback=lambda i, t, x, x0_hat, c=clip: x0[c].append(x0_hat.abs().max()))
+    x0 = {c: float(max(v)) for c, v in x0.items()}
+    assert x0[None] > 100 and x0[1.0] <= 1.0
+    with pytest.raises(ValueError, match="clip_x0 must be a positive number"):
+        difflab.sample(wild, sched, shape=(4, 2), clip_x0=0)
+
+
 def test_steps_count_network_evaluations():
     sched = get_schedule("linear")
     model = GaussianX0(sched)

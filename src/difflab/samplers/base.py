@@ -19,14 +19,19 @@ class Denoiser:
 
     net(x_t, t, cond) predicts `prediction` ("eps", "x0", "v" or "score"); with `guidance` w the
     prediction is classifier-free guided, out_uncond + w (out_cond - out_uncond) (Ho & Salimans
-    2022, eq. 6). Each call counts one network evaluation in `nfe`.
+    2022, eq. 6). With `clip_x0` c, x0_hat is clamped to [-c, c] and eps_hat recomputed from it
+    (diffusers' clip_sample; Ho et al.'s sampler clips to [-1, 1]). Each call counts one network
+    evaluation in `nfe`.
     """
 
     def __init__(self, net: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
-                 guidance: float | None = None, uncond=None):
+                 guidance: float | None = None, uncond=None, clip_x0: float | None = None):
         self.net, self.schedule = net, schedule
         self.prediction = check_prediction(prediction)
         self.cond, self.guidance, self.uncond = cond, guidance, uncond
+        if clip_x0 is not None and not clip_x0 > 0:
+            raise ValueError(f"clip_x0 must be a positive number or None, got {clip_x0!r}")
+        self.clip_x0 = clip_x0
         if guidance is not None and cond is None:
             raise ValueError("guidance needs a condition: pass cond=... (and uncond= its null)")
         self.nfe = 0
@@ -58,7 +63,11 @@ class Denoiser:
             out = out_u + self.guidance * (out_c - out_u)
         self.nfe += 1
         alpha, sigma = self.alpha_sigma(t)
-        return to_x0_eps(out, x, alpha, sigma, self.prediction)
+        x0_hat, eps_hat = to_x0_eps(out, x, alpha, sigma, self.prediction)
+        if self.clip_x0 is not None:
+            x0_hat = x0_hat.clamp(-self.clip_x0, self.clip_x0)
+            eps_hat = (x - alpha * x0_hat) / sigma
+        return x0_hat, eps_hat
 
 
 def check_times(times) -> list[float]:
