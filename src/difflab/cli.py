@@ -1,11 +1,139 @@
-"""The `difflab` command."""
+"""The `difflab` command: train, sample, info, demo.
+
+Each subcommand's options are parsed by tyro from a typed dataclass (or from TrainConfig itself),
+so every field of a training config can be overridden on the command line.
+"""
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import tyro
+
+from .train import TrainConfig
+
+USAGE = """usage: difflab COMMAND [options]   (difflab COMMAND --help for its options)
+
+commands:
+  train PRESET|--config-file FILE [--FIELD VALUE ...] [--resume] [--force]
+                       train a model (presets: difflab train --help)
+  sample RUN           draw samples from a run's EMA weights: a PNG grid, optionally a GIF
+  info RUN             what a run is: config, steps, last loss, checkpoints
+  demo [samplers]      the demo: train unet-digits on the 8x8 digits (about 3 minutes), then
+                       sample; `demo samplers` compares every sampler on an exact problem
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# train
+
+
+@dataclass
+class TrainCommand:
+    """Train a diffusion model."""
+
+    config: tyro.conf.OmitArgPrefixes[TrainConfig]
+    """The training configuration (every field can be overridden)."""
+    resume: bool = False
+    """Continue the run in config.run_dir from its latest checkpoint."""
+    force: bool = False
+    """Start again in an existing run directory, deleting its checkpoints and samples."""
+
+
+def cmd_train(argv: list[str]) -> int:
+    """difflab train PRESET|--config-file FILE [--FIELD VALUE ...] [--resume] [--force]"""
+    from .train import train
+    from .train.presets import TRAIN_PRESETS
+
+    base, rest = None, list(argv)
+    if rest and rest[0] in ("--config-file", "--config_file"):
+        if len(rest) < 2:
+            raise ValueError("--config-file needs a path to a config.json")
+        base, rest = TrainConfig.from_json(Path(rest[1])), rest[2:]
+    elif rest and not rest[0].startswith("-"):
+        name = rest.pop(0)
+        if name not in TRAIN_PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; choose one of "
+                             f"{', '.join(TRAIN_PRESETS)} or --config-file FILE")
+        base = TRAIN_PRESETS[name]
+    if base is None and not any(a in ("-h", "--help") for a in rest):
+        raise ValueError("name a training preset (" + ", ".join(TRAIN_PRESETS)
+                         + ") or give --config-file FILE")
+
+    default = TrainCommand(config=dataclasses.replace(base or TrainConfig()))
+    args = tyro.cli(TrainCommand, args=rest, default=default, prog="difflab train",
+                    description="Train a diffusion model. Presets: " + ", ".join(TRAIN_PRESETS))
+    run = train(args.config, resume=args.resume, force=args.force)
+    print(f"difflab: run in {run}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# sample
+
+
+@dataclass
+class SampleArgs:
+    """Draw samples from a run's EMA weights."""
+
+    run: tyro.conf.Positional[Path]
+    """The run directory."""
+    sampler: str = "unipc"
+    """Sampler name (difflab.samplers.available())."""
+    steps: int = 20
+    """Network evaluations."""
+    num: int = 64
+    """Number of samples."""
+    seed: int = 0
+    """Seed: sample i uses the noise stream (seed, i)."""
+    label: int | None = None
+    """Class label for every sample (class-conditional runs); None: unconditional."""
+    guidance: float | None = None
+    """Classifier-free guidance weight (with --label)."""
+    out: Path | None = None
+    """Output PNG (default RUN/samples/sample-SEED.png)."""
+    gif: Path | None = None
+    """Also write a GIF of the denoising: x0_hat and x_t side by side over the steps."""
+
+
+def cmd_sample(argv: list[str]) -> int:
+    args = tyro.cli(SampleArgs, args=argv, prog="difflab sample")
+    from .commands import sample_run
+
+    png, gif = sample_run(args.run, sampler=args.sampler, steps=args.steps, num=args.num,
+                          seed=args.seed, label=args.label, guidance=args.guidance,
+                          out=args.out, gif=args.gif)
+    print(f"difflab: wrote {png}" + (f" and {gif}" if gif else ""))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# info
+
+
+@dataclass
+class InfoArgs:
+    """Describe a run directory."""
+
+    run: tyro.conf.Positional[Path]
+    """The run directory."""
+
+
+def cmd_info(argv: list[str]) -> int:
+    args = tyro.cli(InfoArgs, args=argv, prog="difflab info")
+    from .commands import run_info
+
+    print(run_info(args.run))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# demo
 
 
 def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> int:
@@ -35,23 +163,52 @@ def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> int:
     return 0
 
 
+@dataclass
+class DemoArgs:
+    """The demo. `difflab demo` trains unet-digits; `difflab demo samplers` compares samplers."""
+
+    which: tyro.conf.Positional[Literal["digits", "samplers"]] = "digits"
+    """`digits` (the default) or `samplers`."""
+    out: Path | None = None
+    """Output folder (default runs/demo, or runs/demo-samplers)."""
+    force: bool = True
+    """Overwrite an earlier demo run in the output folder."""
+
+
+def cmd_demo(argv: list[str]) -> int:
+    args = tyro.cli(DemoArgs, args=argv, prog="difflab demo")
+    if args.which == "samplers":
+        return demo_samplers(args.out or Path("runs/demo-samplers"))
+    from .commands import demo_digits
+
+    demo_digits(args.out or Path("runs/demo"), force=args.force)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "demo": cmd_demo}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="difflab", description="Diffusion models: sampling, "
-                                     "training and evaluation.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the demo (the sampler comparison for now)")
-    demo.add_argument("which", nargs="?", default="samplers", choices=["samplers"])
-    demo.add_argument("--out", default="runs/demo-samplers", help="output folder")
-    demo.add_argument("--n", type=int, default=20000, help="samples per sampler")
-    demo.add_argument("--schedule", default="linear", help="noise schedule")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "demo":
-            return demo_samplers(Path(args.out), n=args.n, schedule=args.schedule)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"difflab: error: {e}", file=sys.stderr)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        print(f"difflab: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}",
+              file=sys.stderr)
         return 2
-    return 1
+    try:
+        return cmd(argv[1:])
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"difflab: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("difflab: interrupted (a checkpoint was saved if training)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

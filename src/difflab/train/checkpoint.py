@@ -1,0 +1,241 @@
+"""Checkpoints that cannot be half-written and cannot execute code (DESIGN.md section 4).
+
+A checkpoint is a folder `checkpoints/step-00001000/` holding
+  model.safetensors   the trained weights
+  ema.safetensors     the EMA weights (used for sampling)
+  state.pt            optimizer, LR schedule, RNG states, data position, step: plain tensors and
+                      python values, saved with torch.save, read with torch.load(weights_only=True)
+It is written under a temporary name in the same folder, each file fsync'ed, then renamed in one
+os.replace; `checkpoints/latest` (a text file naming the newest checkpoint) is replaced the same
+way. A crash at any moment leaves `latest` naming a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor, nn
+
+from .config import TrainError, one_line
+
+MODEL_FILE, EMA_FILE, STATE_FILE, LATEST = "model.safetensors", "ema.safetensors", "state.pt", \
+    "latest"
+_NAME = re.compile(r"^step-(\d{8,})$")
+STATE_KEYS = ("step", "data_position", "optimizer", "lr_schedule", "ema_updates", "rng")
+
+
+class CheckpointError(TrainError):
+    """A checkpoint is missing, damaged, unsafe or does not fit the model (one-line message)."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    m = _NAME.match(Path(path).name)
+    if m is None:
+        raise CheckpointError(f"{path} is not a checkpoint folder (expected step-NNNNNNNN)")
+    return int(m.group(1))
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """The complete checkpoint folders under `root` (a run's checkpoints/), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)]
+    return sorted(found, key=checkpoint_step)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The checkpoint `root/latest` names; None if there is no checkpoint at all."""
+    root = Path(root)
+    pointer = root / LATEST
+    if not pointer.exists():
+        kept = list_checkpoints(root)  # a run stopped before its first pointer update
+        return kept[-1] if kept else None
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read {pointer}: {one_line(e)}") from None
+    if not _NAME.match(name):  # never follow a path out of the folder
+        raise CheckpointError(f"{pointer} names {name[:60]!r}, not a checkpoint folder")
+    path = root / name
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} names {name}, which does not exist")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write bytes and force them to disk."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; rename is still atomic there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _weights_bytes(tensors: dict[str, Tensor], step: int) -> bytes:
+    # safetensors refuses shared storage and needs contiguous CPU tensors: copy each one.
+    plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+    from .. import __version__
+
+    return st_save(plain, metadata={"step": str(step), "difflab_version": __version__})
+
+
+def _state_bytes(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def remove_stale(root: str | Path) -> None:
+    """Delete what an interrupted save left behind (temporary folders and pointer files)."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.name.startswith(".tmp-"):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def save_checkpoint(root: str | Path, step: int, *, model: dict[str, Tensor],
+                    ema: dict[str, Tensor], state: dict[str, Any], keep: int = 0) -> Path:
+    """Write checkpoint `step` atomically, point `latest` at it and keep the last `keep` (0: all).
+
+    An existing checkpoint of the same step is kept as it is (a run's state at a step is fixed).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"the state to save lacks {', '.join(missing)}")
+    remove_stale(root)
+    name = checkpoint_name(step)
+    final = root / name
+    if not final.is_dir():
+        tmp = root / f".tmp-{name}-{os.getpid()}"
+        tmp.mkdir()
+        _write_file(tmp / MODEL_FILE, _weights_bytes(model, step))
+        _write_file(tmp / EMA_FILE, _weights_bytes(ema, step))
+        _write_file(tmp / STATE_FILE, _state_bytes(state))
+        _fsync_dir(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    pointer_tmp = root / f".tmp-{LATEST}-{os.getpid()}"
+    _write_file(pointer_tmp, (name + "\n").encode())
+    os.replace(pointer_tmp, root / LATEST)
+    _fsync_dir(root)
+    if keep > 0:
+        for old in list_checkpoints(root)[:-keep]:
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_weights(path: str | Path) -> dict[str, Tensor]:
+    """The tensors of a safetensors file (no code runs: safetensors holds only tensors)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {one_line(e)}") from None
+    try:
+        return st_load(data)
+    except Exception as e:  # SafetensorError on truncation or a bad header
+        raise CheckpointError(f"{path} is not a valid safetensors file (truncated or damaged): "
+                              f"{one_line(e)}") from None
+
+
+def fit_weights(module: nn.Module, tensors: dict[str, Tensor], source: str | Path) -> None:
+    """Load `tensors` into `module` if every name and shape matches, else CheckpointError."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in tensors]
+    extra = [k for k in tensors if k not in own]
+    wrong = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
+    if missing or extra or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} shape mismatch(es), e.g. {k}: checkpoint "
+                         f"{tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}")
+        if missing:
+            parts.append(f"{len(missing)} missing tensor(s), e.g. {missing[0]}")
+        if extra:
+            parts.append(f"{len(extra)} unexpected tensor(s), e.g. {extra[0]}")
+        raise CheckpointError(f"{source} does not fit the network ({type(module).__name__}): "
+                              f"{'; '.join(parts)}")
+    module.load_state_dict(tensors, strict=True)
+
+
+def load_state(path: str | Path) -> dict[str, Any]:
+    """The state file, read with torch.load(weights_only=True): anything but plain tensors and
+    python values (a pickle that would run code) is refused, and nothing executes."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # UnpicklingError (refused globals), RuntimeError (bad zip), EOFError
+        raise CheckpointError(f"{path} was refused by torch.load(weights_only=True): "
+                              f"{_load_reason(e)}") from None
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+        raise CheckpointError(f"{path} is not a difflab state file (needs the keys "
+                              f"{', '.join(STATE_KEYS)})")
+    return state
+
+
+def _load_reason(e: BaseException) -> str:
+    """The useful line of torch.load's error, without its advice to load the file unsafely."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return (f"it holds the python object {m.group(1)}, not only tensors and plain values "
+                f"(a pickle that could run code); nothing was executed")
+    if "central directory" in text or "zip archive" in text or isinstance(e, EOFError):
+        return "the file is truncated or damaged"
+    return one_line(Exception(text))
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Tensor],
+                                                 dict[str, Any]]:
+    """(model weights, EMA weights, state) of one checkpoint folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"no checkpoint folder at {path}")
+    state = load_state(path / STATE_FILE)
+    return load_weights(path / MODEL_FILE), load_weights(path / EMA_FILE), state
+
+
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_weights", "load_state",
+           "fit_weights", "latest_checkpoint", "list_checkpoints", "checkpoint_name",
+           "checkpoint_step", "remove_stale"]

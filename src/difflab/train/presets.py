@@ -1,0 +1,32 @@
+"""Named training configurations for `difflab train PRESET` (override any field after it)."""
+
+from __future__ import annotations
+
+from .config import TrainConfig
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # the README demo: about 3 minutes on 2 CPU cores, class-conditional 8x8 digits
+    "digits": TrainConfig(
+        net="unet-digits", dataset="digits", class_cond=True, cond_drop=0.1, schedule="linear",
+        prediction="v", batch_size=128, lr=2e-3, warmup_steps=100, steps=1500, ema_decay=0.999,
+        sample_every=500, num_sample=100, sampler="unipc", sample_steps=20,
+        checkpoint_every=500, log_every=25, run_dir="runs/digits"),
+    # a 2-D toy: seconds on a CPU
+    "moons": TrainConfig(
+        net="mlp-2d", dataset="moons", schedule="linear", prediction="v", batch_size=256,
+        lr=1e-3, warmup_steps=100, steps=3000, ema_decay=0.999, sample_every=1000,
+        num_sample=2000, sampler="unipc", sample_steps=20, checkpoint_every=1000,
+        run_dir="runs/moons"),
+    "mnist": TrainConfig(
+        net="unet-mnist", dataset="mnist", class_cond=True, schedule="linear", prediction="eps",
+        batch_size=128, lr=2e-4, warmup_steps=1000, steps=50_000, ema_decay=0.9999,
+        sample_every=2500, num_sample=100, sampler="unipc", sample_steps=20,
+        checkpoint_every=2500, run_dir="runs/mnist"),
+    # Ho et al. 2020's CIFAR-10 run: 800k steps at batch 128, lr 2e-4, warm-up 5000, EMA 0.9999
+    "ddpm-cifar10": TrainConfig(
+        net="ddpm-cifar10", dataset="cifar10", dataset_kwargs={"hflip": True},
+        schedule="linear", prediction="eps", time_sampling="discrete", batch_size=128, lr=2e-4,
+        warmup_steps=5000, steps=800_000, grad_clip=1.0, ema_decay=0.9999, sample_every=10_000,
+        num_sample=64, sampler="unipc", sample_steps=20, checkpoint_every=10_000,
+        run_dir="runs/ddpm-cifar10"),
+}
