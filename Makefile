@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean bench
+.PHONY: demo demo-samplers test lint setup clean bench
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/difflab demo
+
+demo-samplers: $(STAMP)
+	$(BIN)/difflab demo samplers
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

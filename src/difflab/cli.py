@@ -7,6 +7,7 @@ so every field of a training config can be overridden on the command line.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ def cmd_train(argv: list[str]) -> int:
     args = tyro.cli(TrainCommand, args=rest, default=default, prog="difflab train",
                     description="Train a diffusion model. Presets: " + ", ".join(TRAIN_PRESETS))
     run = train(args.config, resume=args.resume, force=args.force)
-    print(f"difflab: run in {run}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process speaks
+        print(f"difflab: run in {run}")
     return 0
 
 
