@@ -3,7 +3,7 @@
 A logistic-regression classifier trained on real digits scores class-conditional samples (the
 label we asked for is the truth). The samples must reach a fixed fraction of the classifier's
 accuracy on held-out real digits, and every class must be recognised; an untrained model fails.
-Training is shortened from the demo's 1500 steps to 600 (about a minute on 2 cores).
+Training is shortened from the demo's 1200 steps to 600 (about a minute on 2 cores).
 """
 
 import dataclasses

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -138,33 +137,6 @@ def cmd_info(argv: list[str]) -> int:
 # demo
 
 
-def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> int:
-    """Every sampler on the exact 2-D mixture at 5, 10, 20, 50 NFE: a table and a picture."""
-    from .compare import format_table, noise_floor, plot_samples, sampler_table
-    from .data.mixture import GaussianMixture
-
-    mixture = GaussianMixture.preset("2d")
-    t0 = time.perf_counter()
-    print(f"difflab demo samplers: every sampler on the exact `2d` Gaussian mixture, "
-          f"{schedule} schedule, {n} samples each")
-    print("| sampler | spacing | NFE | sliced W2 | mode TV | log-density gap | seconds |")
-
-    def show(r):
-        print(f"| {r.sampler} | {r.spacing} | {r.nfe} | {r.sw2:.4f} | {r.mode_tv:.4f} | "
-              f"{r.logp_gap:+.3f} | {r.seconds:.2f} |", flush=True)
-
-    rows, kept = sampler_table(mixture, schedule, n=n, progress=show)
-    floor = noise_floor(mixture, n)
-    print(f"sliced W2 noise floor (two true samples of {n}): {floor:.4f}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samplers.md").write_text(format_table(rows, floor) + "\n")
-    picture = out / "samplers_10nfe.png"
-    plot_samples(mixture, kept, picture, title=f"`2d` mixture, 10 NFE, {schedule} schedule "
-                 "(rk45: adaptive)")
-    print(f"wrote {out / 'samplers.md'} and {picture} in {time.perf_counter() - t0:.0f} s")
-    return 0
-
-
 @dataclass
 class DemoArgs:
     """The demo. `difflab demo` trains unet-digits; `difflab demo samplers` compares samplers."""
@@ -179,11 +151,12 @@ class DemoArgs:
 
 def cmd_demo(argv: list[str]) -> int:
     args = tyro.cli(DemoArgs, args=argv, prog="difflab demo")
-    if args.which == "samplers":
-        return demo_samplers(args.out or Path("runs/demo-samplers"))
-    from .commands import demo_digits
+    from .commands import demo_digits, demo_samplers
 
-    demo_digits(args.out or Path("runs/demo"), force=args.force)
+    if args.which == "samplers":
+        demo_samplers(args.out or Path("runs/demo-samplers"))
+    else:
+        demo_digits(args.out or Path("runs/demo"), force=args.force)
     return 0
 
 

@@ -65,14 +65,15 @@ def _nrow(num: int, num_classes: int) -> int | None:
 
 
 def _item_shape(config, net) -> tuple[int, ...]:
-    """The shape of one sample, from the dataset the run was trained on."""
-    from .data import get_dataset
-
-    kw = dict(config.dataset_kwargs)
-    if config.dataset in ("swiss_roll", "moons", "8gaussians", "checkerboard", "rings",
-                          "mixture-2d", "mixture-d64"):
-        kw["n"] = 1000  # the shape only
-    return tuple(get_dataset(config.dataset, **kw).shape)
+    """The shape of one sample, from the network's config (so no dataset files are needed)."""
+    c = getattr(net, "config", None)
+    if hasattr(c, "image_size"):  # U-Net
+        return (c.in_channels, c.image_size, c.image_size)
+    if hasattr(c, "input_size"):  # DiT
+        return (c.in_channels, c.input_size, c.input_size)
+    if hasattr(c, "dim"):  # MLP
+        return (c.dim,)
+    raise ValueError(f"cannot tell the sample shape of the run's network {type(net).__name__}")
 
 
 def run_info(run: Path) -> str:
@@ -124,3 +125,26 @@ def demo_digits(out: Path, *, force: bool = True) -> Path:
           f"per digit, unipc 20 NFE)\n  {gif}  (x_t and x0_hat over the steps)\n  {curve}  "
           f"(training loss)")
     return run
+
+
+def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> Path:
+    """Every sampler on the exact 2-D mixture at 5, 10, 20, 50 NFE: a table and a picture."""
+    from .compare import HEADER, format_row, format_table, noise_floor, plot_samples, sampler_table
+    from .data.mixture import GaussianMixture
+
+    mixture = GaussianMixture.preset("2d")
+    t0 = time.perf_counter()
+    print(f"difflab demo samplers: every sampler on the exact `2d` Gaussian mixture, "
+          f"{schedule} schedule, {n} samples each")
+    print(HEADER)
+    rows, kept = sampler_table(mixture, schedule, n=n,
+                               progress=lambda r: print(format_row(r), flush=True))
+    floor = noise_floor(mixture, n)
+    print(f"sliced W2 noise floor (two true samples of {n}): {floor:.4f}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samplers.md").write_text(format_table(rows, floor) + "\n")
+    picture = out / "samplers_10nfe.png"
+    plot_samples(mixture, kept, picture, title=f"`2d` mixture, 10 NFE, {schedule} schedule "
+                 "(rk45: adaptive)")
+    print(f"wrote {out / 'samplers.md'} and {picture} in {time.perf_counter() - t0:.0f} s")
+    return picture

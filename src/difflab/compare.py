@@ -68,13 +68,18 @@ def sampler_table(mixture: GaussianMixture, schedule, nfes=(5, 10, 20, 50), *, n
     return rows, kept
 
 
+HEADER = "| sampler | spacing | NFE | sliced W2 | mode TV | log-density gap | seconds |"
+
+
+def format_row(r: Row) -> str:
+    """One Markdown table row."""
+    return (f"| {r.sampler} | {r.spacing} | {r.nfe} | {r.sw2:.4f} | {r.mode_tv:.4f} | "
+            f"{r.logp_gap:+.3f} | {r.seconds:.2f} |")
+
+
 def format_table(rows: list[Row], floor: float | None = None) -> str:
     """A Markdown table of rows (and the sliced-W2 noise floor under it)."""
-    out = ["| sampler | spacing | NFE | sliced W2 | mode TV | log-density gap | seconds |",
-           "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        out.append(f"| {r.sampler} | {r.spacing} | {r.nfe} | {r.sw2:.4f} | {r.mode_tv:.4f} | "
-                   f"{r.logp_gap:+.3f} | {r.seconds:.2f} |")
+    out = [HEADER, "|---|---|---:|---:|---:|---:|---:|"] + [format_row(r) for r in rows]
     if floor is not None:
         out.append(f"\nsliced W2 noise floor (two true samples of the same size): {floor:.4f}")
     return "\n".join(out)
