@@ -1,0 +1,60 @@
+"""The `difflab` command: user mistakes are one line on stderr and exit 2, nothing is lost."""
+
+import json
+
+import pytest
+
+from difflab.cli import main
+
+
+def _err(capsys) -> str:
+    return capsys.readouterr().err.strip()
+
+
+def test_train_info_sample_and_mistakes(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "m"
+    common = ["--steps", "20", "--sample-every", "0", "--checkpoint-every", "10",
+              "--run-dir", str(run), "--no-progress"]
+    assert main(["train", "moons", *common]) == 0
+    config = (run / "config.json").read_bytes()
+    assert main(["info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "mlp-2d" in out and "20 of 20 steps" in out and "step-00000020" in out
+    assert main(["sample", str(run), "--num", "500", "--steps", "5"]) == 0
+    assert (run / "samples" / "sample-0.png").stat().st_size > 1000
+
+    capsys.readouterr()
+    assert main(["train", "moons", *common]) == 2  # the run exists: refused, untouched
+    err = _err(capsys)
+    assert "already exists" in err and len(err.splitlines()) == 1
+    assert (run / "config.json").read_bytes() == config
+
+    assert main(["train", "moonz"]) == 2
+    assert "unknown training preset 'moonz'; choose one of digits" in _err(capsys)
+    assert main(["train", "moons", "--net", "unet-nope", "--run-dir", "x"]) == 2
+    assert "unet-nope" in _err(capsys) and not (tmp_path / "x").exists()
+    assert main(["info", str(tmp_path / "nowhere")]) == 2
+    assert "not a run directory" in _err(capsys)
+    assert main(["frobnicate"]) == 2
+    assert "unknown command 'frobnicate'" in _err(capsys)
+
+    (run / "checkpoints" / "step-00000020" / "model.safetensors").write_bytes(b"truncated")
+    assert main(["sample", str(run)]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and "model.safetensors" in err
+
+
+def test_train_from_a_config_file(tmp_path, capsys):
+    from difflab.train.presets import TRAIN_PRESETS
+
+    cfg = TRAIN_PRESETS["moons"].to_dict()
+    cfg.update(steps=5, sample_every=0, checkpoint_every=0, progress=False,
+               run_dir=str(tmp_path / "c"))
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["train", "--config-file", str(path), "--lr", "0.002"]) == 0
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert json.dumps(saved).count("0.002") >= 1
+    with pytest.raises(SystemExit):
+        main(["train", "moons", "--no-such-field", "1"])
