@@ -44,7 +44,7 @@ def sample(model: Callable, schedule: str | Schedule, *, shape: Sequence[int] | 
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive integer (network evaluations), "
                              f"got {steps!r}")
-        times = get_times(spacing or spec.spacing, spec.intervals(steps, options), sched)
+        times = nfe_grid(sampler, steps, sched, spacing, **options)
     ts = samplers.check_times(times)
 
     if x_T is not None:

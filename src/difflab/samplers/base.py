@@ -84,10 +84,3 @@ def check_times(times) -> list[float]:
     if ts[0] > 1:
         raise ValueError(f"the time grid must start at t <= 1, it starts at {ts[0]}")
     return ts
-
-
-def expand(v: float | Tensor, x: Tensor) -> float | Tensor:
-    """A scalar stays a scalar; a (B,) tensor becomes (B, 1, ...) to broadcast against x."""
-    if isinstance(v, Tensor) and v.ndim == 1:
-        return v.reshape(-1, *([1] * (x.ndim - 1)))
-    return v
