@@ -16,6 +16,7 @@ from _train_toys import ImageToy, ToyImages, ToyPoints, make_net, state_tensors,
 from torch.optim.swa_utils import AveragedModel
 
 import difflab
+from difflab.pictures import image_grid, write_png
 from difflab.train import (
     CheckpointError,
     TrainConfig,
@@ -29,7 +30,6 @@ from difflab.train import (
 )
 from difflab.train import trainer as trainer_module
 from difflab.train.checkpoint import load_state
-from difflab.train.images import image_grid, write_png
 
 HERE = Path(__file__).parent
 

@@ -29,9 +29,8 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
                seed: int = 0, label: int | None = None, guidance: float | None = None,
                out: Path | None = None, gif: Path | None = None) -> tuple[Path, Path | None]:
     """Sample a run's EMA weights into a PNG (grid or scatter) and optionally a denoising GIF."""
-    from .pictures import denoising_gif
+    from .pictures import denoising_gif, save_samples
     from .train import load_run
-    from .train.images import save_samples
 
     config, _, ema = load_run(run)
     num_classes = getattr(getattr(ema, "config", None), "num_classes", 0) or 0

@@ -1,18 +1,104 @@
-"""Pictures of a diffusion: sample grids, denoising animations, loss curves."""
+"""Pictures of a diffusion: image grids as PNG (no dependency), scatter plots of 2-D points,
+denoising animations, loss curves."""
 
 from __future__ import annotations
 
+import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import Tensor
 
 
-def to_uint8_grid(x: Tensor, nrow: int | None = None) -> np.ndarray:
-    """Images (B, C, H, W) in [-1, 1] as one uint8 grid (H', W') or (H', W', 3)."""
-    from .train.images import image_grid
+def write_png(path: str | Path, img: np.ndarray) -> None:
+    """Write a uint8 image (H, W) grey or (H, W, 3) RGB as an 8-bit PNG."""
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    if img.ndim == 2:
+        color = 0
+    elif img.ndim == 3 and img.shape[2] == 3:
+        color = 2
+    else:
+        raise ValueError(f"write_png needs (H, W) or (H, W, 3) uint8, got {img.shape}")
+    h, w = img.shape[:2]
+    raw = b"".join(b"\x00" + img[y].tobytes() for y in range(h))  # filter 0 per row
 
-    return image_grid(x, nrow=nrow)
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    Path(path).write_bytes(png)
+
+
+def image_grid(x: Tensor, nrow: int | None = None, pad: int = 2, min_size: int = 32
+               ) -> np.ndarray:
+    """Images (B, C, H, W) in [-1, 1] as one uint8 grid, C = 1 (grey) or 3 (RGB); images
+    smaller than min_size pixels are enlarged by an integer factor (nearest neighbour)."""
+    x = x.detach().float().cpu()
+    B, C, H, W = x.shape
+    if C not in (1, 3):
+        raise ValueError(f"an image grid needs 1 or 3 channels, got {C}")
+    k = max(1, math.ceil(min_size / max(H, W)))
+    img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()  # (B, C, H, W)
+    img = img.repeat(k, axis=2).repeat(k, axis=3)
+    H, W = H * k, W * k
+    nrow = nrow or math.ceil(math.sqrt(B))
+    ncol = math.ceil(B / nrow)
+    grid = np.full((C, pad + ncol * (H + pad), pad + nrow * (W + pad)), 255, np.uint8)
+    for i in range(B):
+        r, c = divmod(i, nrow)
+        y0, x0 = pad + r * (H + pad), pad + c * (W + pad)
+        grid[:, y0:y0 + H, x0:x0 + W] = img[i]
+    return grid[0] if C == 1 else grid.transpose(1, 2, 0)
+
+
+def save_samples(x: Tensor, path: str | Path, title: str = "", nrow: int | None = None
+                 ) -> Path | None:
+    """Save samples as a picture: a grid for images (B, C, H, W) with nrow per row, a scatter
+    plot of the first two coordinates for vectors (B, D >= 2). Returns the path, or None for
+    other shapes."""
+    path = Path(path)
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        write_png(path, image_grid(x, nrow=nrow))
+        return path
+    if x.ndim == 2 and x.shape[1] >= 2:
+        scatter_png(x[:, :2].detach().float().cpu().numpy(), path, title)
+        return path
+    return None
+
+
+def scatter_png(points: np.ndarray, path: str | Path, title: str = "") -> None:
+    """A scatter plot of (N, 2) points: matplotlib if installed, else a 2-D histogram image."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        write_png(path, _density_image(points))
+        return
+    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    ax.scatter(points[:, 0], points[:, 1], s=2 if len(points) > 2000 else 6, alpha=0.6,
+               linewidths=0)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _density_image(points: np.ndarray, size: int = 256) -> np.ndarray:
+    finite = points[np.isfinite(points).all(1)]
+    lim = float(np.abs(finite).max()) * 1.05 if len(finite) else 1.0
+    h, _, _ = np.histogram2d(finite[:, 1], finite[:, 0], bins=size,
+                             range=[[-lim, lim], [-lim, lim]])
+    img = 255 - (255 * np.sqrt(h / max(h.max(), 1))).astype(np.uint8)
+    return img[::-1]  # y up
 
 
 def denoising_gif(frames: list[tuple[Tensor, Tensor]], path: str | Path, *, nrow: int | None = None,
@@ -26,8 +112,8 @@ def denoising_gif(frames: list[tuple[Tensor, Tensor]], path: str | Path, *, nrow
     images = []
     for x_t, x0_hat in frames:
         scale = max(1.0, float(x_t.abs().amax()))
-        left = to_uint8_grid((x_t / scale).clamp(-1, 1), nrow)
-        right = to_uint8_grid(x0_hat.clamp(-1, 1), nrow)
+        left = image_grid((x_t / scale).clamp(-1, 1), nrow)
+        right = image_grid(x0_hat.clamp(-1, 1), nrow)
         gap = np.full((left.shape[0], 8) + left.shape[2:], 255, dtype=np.uint8)
         images.append(Image.fromarray(np.concatenate([left, gap, right], axis=1)))
     images += [images[-1]] * 8  # hold the result
@@ -68,4 +154,5 @@ def loss_curve(metrics_jsonl: str | Path, path: str | Path, title: str = "") -> 
     return path
 
 
-__all__ = ["denoising_gif", "loss_curve", "to_uint8_grid"]
+__all__ = ["write_png", "image_grid", "save_samples", "scatter_png", "denoising_gif",
+           "loss_curve"]

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import samplers
 from ..losses import diffusion_loss, sample_t
+from ..pictures import save_samples
 from ..sampling import SamplingError, sample
 from ..schedules import Schedule, get_schedule
 from . import batches
@@ -52,7 +53,6 @@ from .checkpoint import (
 from .config import RESUMABLE_FIELDS, TrainConfig, TrainError, one_line
 from .distributed import Dist, init
 from .ema import make_ema
-from .images import save_samples
 
 CONFIG_FILE, METRICS_FILE = "config.json", "metrics.jsonl"
 CHECKPOINTS, SAMPLES = "checkpoints", "samples"
