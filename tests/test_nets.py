@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from difflab import nets
 from difflab.nets.layers import (
@@ -265,6 +266,17 @@ def test_unet_channels_last():
         net_cl = net.to(memory_format=torch.channels_last)
         out = net_cl(x.to(memory_format=torch.channels_last), t, cond)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_upsample_is_nearest_neighbour():
+    up = nets.unet.Upsample(3)
+    x = torch.randn(2, 3, 5, 7)
+    for size in (None, (10, 14), (9, 13)):
+        want = F.interpolate(x, scale_factor=2.0 if size is None else None, size=size,
+                             mode="nearest")
+        got = up(x, size)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, up.conv(want), rtol=0, atol=0)
 
 
 def test_unet_odd_sizes_and_scale_shift():

@@ -146,8 +146,11 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        if size is None:
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        H, W = x.shape[-2:]
+        if size is None or tuple(size) == (2 * H, 2 * W):
+            # Exactly nearest 2x; repeat_interleave is 1.3 to 1.7x faster than F.interpolate on
+            # CPU (docs/benchmarks.md).
+            x = x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
         else:
             x = F.interpolate(x, size=size, mode="nearest")
         return self.conv(x)

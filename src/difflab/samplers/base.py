@@ -20,13 +20,15 @@ class Denoiser:
     net(x_t, t, cond) predicts `prediction` ("eps", "x0", "v" or "score"); with `guidance` w the
     prediction is classifier-free guided, out_uncond + w (out_cond - out_uncond) (Ho & Salimans
     2022, eq. 6). With `clip_x0` c, x0_hat is clamped to [-c, c] and eps_hat recomputed from it
-    (diffusers' clip_sample; Ho et al.'s sampler clips to [-1, 1]). Each call counts one network
-    evaluation in `nfe`.
+    (diffusers' clip_sample; Ho et al.'s sampler clips to [-1, 1]). With `bf16`, the network runs
+    under bfloat16 autocast and its output is cast back to the sampler's dtype: the solver
+    arithmetic stays in float32/64. Each call counts one network evaluation in `nfe`.
     """
 
     def __init__(self, net: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
-                 guidance: float | None = None, uncond=None, clip_x0: float | None = None):
-        self.net, self.schedule = net, schedule
+                 guidance: float | None = None, uncond=None, clip_x0: float | None = None,
+                 bf16: bool = False):
+        self.net, self.schedule, self.bf16 = net, schedule, bool(bf16)
         self.prediction = check_prediction(prediction)
         self.cond, self.guidance, self.uncond = cond, guidance, uncond
         if clip_x0 is not None and not clip_x0 > 0:
@@ -45,7 +47,8 @@ class Denoiser:
         return float(self.schedule.sigma_hat(t))
 
     def _net(self, x: Tensor, tb: Tensor, cond) -> Tensor:
-        out = self.net(x, tb, cond) if cond is not None else self.net(x, tb)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.net(x, tb, cond) if cond is not None else self.net(x, tb)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"the network returned {got} for an input of shape "

@@ -463,7 +463,8 @@ class Trainer:
         image = len(self.shape) == 3  # images are in [-1, 1]: clamp x0_hat there
         x = sample(self.ema.module, self.schedule, shape=(n, *self.shape),
                    prediction=cfg.prediction, sampler=cfg.sampler, steps=cfg.sample_steps,
-                   seed=cfg.seed, cond=cond, device=self.device, clip_x0=1.0 if image else None)
+                   seed=cfg.seed, cond=cond, device=self.device, clip_x0=1.0 if image else None,
+                   bf16=cfg.bf16)
         (self.run / SAMPLES).mkdir(parents=True, exist_ok=True)
         return save_samples(x, self.run / SAMPLES / f"step-{self.step:08d}.png",
                             title=f"{cfg.net} on {cfg.dataset}, step {self.step} (EMA)",
