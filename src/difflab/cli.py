@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"difflab: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("difflab: interrupted (a checkpoint was saved if training)", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+            print("difflab: interrupted (a checkpoint was saved if training)", file=sys.stderr)
         return 130
 
 
