@@ -93,26 +93,8 @@ def noise_floor(mixture: GaussianMixture, n: int, seed: int = 0) -> float:
 def plot_samples(mixture: GaussianMixture, kept: dict[str, torch.Tensor], path, *,
                  title: str = "", n_show: int = 4000) -> None:
     """A grid of scatter plots, one per sampler, with the true data first (2-D mixtures)."""
-    import matplotlib
+    from .pictures import scatter_panels
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("true data", mixture.sample(n_show, seed=12345))] + [
-        (k, v[:n_show].double()) for k, v in kept.items()]
-    cols = 5
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    for ax, (name, x) in zip(axes.flat, panels, strict=False):
-        x = x[torch.isfinite(x).all(1)]
-        ax.scatter(x[:, 0], x[:, 1], s=0.5, alpha=0.4, color="k" if name == "true data" else "C0")
-        ax.set_xlim(-2.5, 2.5)
-        ax.set_ylim(-2.5, 2.5)
-        ax.set_aspect("equal")
-        ax.set_title(name, fontsize=10)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    panels = [("true data", mixture.sample(n_show, seed=12345).numpy())] + [
+        (k, v[:n_show].double().numpy()) for k, v in kept.items()]
+    scatter_panels(panels, path, title=title, lim=2.5, colors={"true data": "k"})

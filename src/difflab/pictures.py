@@ -74,21 +74,44 @@ def save_samples(x: Tensor, path: str | Path, title: str = "", nrow: int | None 
 def scatter_png(points: np.ndarray, path: str | Path, title: str = "") -> None:
     """A scatter plot of (N, 2) points: matplotlib if installed, else a 2-D histogram image."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
-        write_png(path, _density_image(points))
+        write_png(path, _density_image(np.asarray(points)))
         return
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.scatter(points[:, 0], points[:, 1], s=2 if len(points) > 2000 else 6, alpha=0.6,
-               linewidths=0)
-    ax.set_aspect("equal")
+    scatter_panels([(title, points)], path, cols=1, size=4.0)
+
+
+def scatter_panels(panels: list[tuple[str, np.ndarray]], path: str | Path, *, title: str = "",
+                   cols: int = 5, lim: float | None = None, colors: dict[str, str] | None = None,
+                   size: float = 3.0) -> None:
+    """A grid of scatter plots of (N, 2) points, one per (name, points) panel (matplotlib).
+    lim: a shared [-lim, lim] square for every panel; None: each panel fits its points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = max(1, min(cols, len(panels)))
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (name, x) in zip(axes.flat, panels, strict=False):
+        x = np.asarray(x, dtype=np.float64)
+        x = x[np.isfinite(x).all(1)]
+        ax.set_axis_on()
+        ax.scatter(x[:, 0], x[:, 1], s=2 if len(x) > 2000 else 6, alpha=0.5, linewidths=0,
+                   color=(colors or {}).get(name, "C0"))
+        if lim is not None:
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        if name:
+            ax.set_title(name, fontsize=9)
     if title:
-        ax.set_title(title, fontsize=9)
+        fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -154,5 +177,5 @@ def loss_curve(metrics_jsonl: str | Path, path: str | Path, title: str = "") -> 
     return path
 
 
-__all__ = ["write_png", "image_grid", "save_samples", "scatter_png", "denoising_gif",
-           "loss_curve"]
+__all__ = ["write_png", "image_grid", "save_samples", "scatter_png", "scatter_panels",
+           "denoising_gif", "loss_curve"]
