@@ -4,7 +4,7 @@
 
     .venv/bin/pip install diffusers einops
     .venv/bin/pip install --no-deps denoising-diffusion-pytorch ema-pytorch
-    .venv/bin/python benchmarks/throughput.py [--iters 5]
+    .venv/bin/python benchmarks/throughput.py [--iters 5] [--compile] [--plain-malloc]
 
 lucidrains' module imports torchvision and accelerate at the top for its Trainer; neither imports
 beside this CPU torch, so the script puts empty stand-ins for them in sys.modules before importing
@@ -12,6 +12,9 @@ it. Only its `Unet` class is used, which needs neither.
 
 Training = forward + backward + AdamW step (fp32 weights); sampling = a forward pass under
 no_grad. Each figure is the median over --iters timed iterations after 2 warm-up iterations.
+Ratios are given against the faster peer in float32 (the peers as they ship) and against the
+faster peer under the same bf16 autocast. Every network runs in the same process after
+`difflab.cpu.tune_malloc()`, as under the `difflab` command, unless --plain-malloc.
 """
 
 from __future__ import annotations
@@ -120,33 +123,58 @@ def measure(net: nn.Module, iters: int, *, bf16: bool = False, channels_last: bo
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile'd difflab and diffusers under bf16 (minutes)")
+    p.add_argument("--plain-malloc", action="store_true",
+                   help="leave glibc's malloc thresholds alone (the `difflab` command tunes them)")
     args = p.parse_args()
     torch.manual_seed(0)
+    tuned = False
+    if not args.plain_malloc:
+        from difflab.cpu import tune_malloc
+
+        tuned = tune_malloc()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {B}, "
-          f"{SIZE}x{SIZE}x1, median of {args.iters}\n")
-    rows = []
-    for name, make, kw in [
+          f"{SIZE}x{SIZE}x1, median of {args.iters}, malloc {'tuned' if tuned else 'plain'}\n")
+    cases = [
         ("difflab unet-mnist", _difflab, {}),
         ("difflab unet-mnist, channels-last", _difflab, {"channels_last": True}),
         ("difflab unet-mnist, bf16 autocast", _difflab, {"bf16": True}),
+        ("difflab unet-mnist, bf16 autocast, channels-last", _difflab,
+         {"bf16": True, "channels_last": True}),
         ("diffusers UNet2DModel", _Diffusers, {}),
         ("diffusers UNet2DModel, bf16 autocast", _Diffusers, {"bf16": True}),
         ("lucidrains Unet", _Lucidrains, {}),
         ("lucidrains Unet, bf16 autocast", _Lucidrains, {"bf16": True}),
-    ]:
+    ]
+    if args.compile:
+        cases += [("difflab unet-mnist, bf16 autocast, torch.compile", _difflab,
+                   {"bf16": True, "compile": True}),
+                  ("diffusers UNet2DModel, bf16 autocast, torch.compile", _Diffusers,
+                   {"bf16": True, "compile": True})]
+    rows = []
+    for name, make, kw in cases:
         net = make()
         params = sum(p.numel() for p in net.parameters())
+        if kw.pop("compile", False):
+            net = torch.compile(net)
         tr, sa = measure(net, args.iters, **kw)
         rows.append((name, params, tr, sa))
         print(f"{name}: {params / 1e6:.2f}M params, train {tr:.1f} img/s, sample {sa:.1f} evals/s",
               flush=True)
-    peers = [r for r in rows if not r[0].startswith("difflab") and "bf16" not in r[0]]
-    best_tr, best_sa = max(r[2] for r in peers), max(r[3] for r in peers)  # best fp32 peer
+
+    def best(precision: str) -> tuple[float, float]:  # the faster eager peer at a precision
+        peers = [r for r in rows if not r[0].startswith("difflab") and "compile" not in r[0]
+                 and ("bf16" in r[0]) == (precision == "bf16")]
+        return max(r[2] for r in peers), max(r[3] for r in peers)
+
+    (f_tr, f_sa), (b_tr, b_sa) = best("fp32"), best("bf16")
     print("\n| network | parameters | training images/s | sampling evaluations/s | "
-          "train / best fp32 peer | sample / best fp32 peer |\n|---|---:|---:|---:|---:|---:|")
+          "train / best fp32 peer | sample / best fp32 peer | train / best bf16 peer | "
+          "sample / best bf16 peer |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, params, tr, sa in rows:
-        print(f"| {name} | {params / 1e6:.2f}M | {tr:.1f} | {sa:.1f} | {tr / best_tr:.2f} | "
-              f"{sa / best_sa:.2f} |")
+        print(f"| {name} | {params / 1e6:.2f}M | {tr:.1f} | {sa:.1f} | {tr / f_tr:.2f} | "
+              f"{sa / f_sa:.2f} | {tr / b_tr:.2f} | {sa / b_sa:.2f} |")
 
 
 if __name__ == "__main__":

@@ -173,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     cmd = COMMANDS.get(argv[0])
+    if cmd is not None:
+        from .cpu import tune_malloc
+
+        tune_malloc()  # this process is ours: reuse big buffers (difflab/cpu.py)
     if cmd is None:
         print(f"difflab: unknown command {argv[0]!r}; choose one of {', '.join(COMMANDS)}",
               file=sys.stderr)
