@@ -23,7 +23,7 @@ def test_train_info_sample_and_mistakes(tmp_path, capsys, monkeypatch):
     assert "mlp-2d" in out and "20 of 20 steps" in out and "step-00000020" in out
     assert main(["sample", str(run), "--num", "500", "--steps", "5"]) == 0
     assert (run / "samples" / "sample-0.png").stat().st_size > 1000
-    assert main(["sample", str(run), "--num", "50", "--steps", "3", "--bf16", "True",
+    assert main(["sample", str(run), "--num", "50", "--steps", "3", "--bf16",
                  "--out", str(tmp_path / "bf16.png")]) == 0
     assert (tmp_path / "bf16.png").stat().st_size > 1000
 

@@ -29,6 +29,8 @@ def test_scatter_pictures(tmp_path):
     assert _png_size(tmp_path / "seven.png") == (5 * 300, 2 * 300)  # 5 columns, 2 rows
     scatter_panels([("a", pts), ("b", pts)], tmp_path / "two.png")
     assert _png_size(tmp_path / "two.png") == (2 * 300, 300)  # no empty columns
+    with pytest.raises(ValueError, match="at least one"):
+        scatter_panels([], tmp_path / "none.png")
 
     mixture = GaussianMixture.preset("2d")
     kept = {"euler": mixture.sample(300, seed=1), "heun": mixture.sample(300, seed=2)}

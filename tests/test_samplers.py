@@ -230,6 +230,19 @@ def test_bf16_runs_the_network_under_autocast_and_keeps_the_state_in_float32():
     assert set(seen) == {torch.bfloat16} and out.dtype == torch.float32
     err = (out - ref).abs().max().item()
     assert 0 < err < 0.02 * ref.abs().max().item()  # bf16 rounding, not a different sampler
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16=False leaves a caller's autocast
+        difflab.sample(model, "linear", **kw)
+    assert set(seen) == {torch.bfloat16}
+
+    def guided(x, t, cond=None):  # eps prediction, shifted by the class
+        return model(x, t) + (0.0 if cond is None else 0.1 * cond.view(-1, 1))
+
+    cond = torch.arange(256) % 2 * 1.0
+    kw.update(cond=cond, uncond=torch.zeros(256), guidance=2.0)
+    ref = difflab.sample(guided, "linear", **kw)
+    out = difflab.sample(guided, "linear", bf16=True, **kw)
+    assert 0 < (out - ref).abs().max().item() < 0.02 * ref.abs().max().item()
 
 
 def test_steps_count_network_evaluations():

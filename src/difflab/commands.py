@@ -28,9 +28,9 @@ def _labels(num: int, num_classes: int, label: int | None) -> torch.Tensor | Non
 def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int = 64,
                seed: int = 0, label: int | None = None, guidance: float | None = None,
                out: Path | None = None, gif: Path | None = None,
-               bf16: bool | None = None) -> tuple[Path, Path | None]:
+               bf16: bool = False) -> tuple[Path, Path | None]:
     """Sample a run's EMA weights into a PNG (grid or scatter) and optionally a denoising GIF.
-    bf16: run the network under bfloat16 autocast; None: as the run was trained."""
+    bf16: run the network under bfloat16 autocast."""
     from .pictures import denoising_gif, save_samples
     from .train import load_run
 
@@ -51,7 +51,7 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
     x = sample(ema, config.schedule, shape=shape, prediction=config.prediction, sampler=sampler,
                steps=steps, seed=seed, cond=cond, uncond=uncond if guidance else None,
                guidance=guidance, clip_x0=1.0 if image else None, callback=keep,
-               bf16=config.bf16 if bf16 is None else bf16)
+               bf16=bf16)
     out = Path(out) if out is not None else Path(run) / "samples" / f"sample-{seed}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     written = save_samples(x, out, title=f"{sampler}, {steps} NFE")

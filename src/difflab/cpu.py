@@ -18,8 +18,10 @@ import platform
 __all__ = ["tune_malloc"]
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
-_MMAP_THRESHOLD = 1 << 30  # 1 GiB: larger than any activation buffer of the presets
-_TRIM_THRESHOLD = 1 << 31
+# 1 GiB: above any activation buffer of the presets. glibc before 2.27 refuses more than 32 MiB,
+# its documented maximum, so that is the fallback. Both fit mallopt's C int.
+_MMAP_THRESHOLDS = (1 << 30, 32 << 20)
+_TRIM_THRESHOLD = (1 << 31) - 1  # INT_MAX: keep freed memory
 
 
 def tune_malloc() -> bool:
@@ -30,8 +32,10 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-        ok &= libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+        mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(ok)
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if not any(mallopt(_M_MMAP_THRESHOLD, size) for size in _MMAP_THRESHOLDS):
+        return False
+    return bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))

@@ -86,6 +86,8 @@ def scatter_panels(panels: list[tuple[str, np.ndarray]], path: str | Path, *, ti
                    size: float = 3.0) -> None:
     """A grid of scatter plots of (N, 2) points, one per (name, points) panel (matplotlib).
     lim: a shared [-lim, lim] square for every panel; None: each panel fits its points."""
+    if not panels:
+        raise ValueError("scatter_panels needs at least one (name, points) panel")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
@@ -22,7 +23,8 @@ class Denoiser:
     2022, eq. 6). With `clip_x0` c, x0_hat is clamped to [-c, c] and eps_hat recomputed from it
     (diffusers' clip_sample; Ho et al.'s sampler clips to [-1, 1]). With `bf16`, the network runs
     under bfloat16 autocast and its output is cast back to the sampler's dtype: the solver
-    arithmetic stays in float32/64. Each call counts one network evaluation in `nfe`.
+    arithmetic stays in float32/64 (autocast leaves a float64 network in float64). Each call
+    counts one network evaluation in `nfe`.
     """
 
     def __init__(self, net: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
@@ -47,7 +49,9 @@ class Denoiser:
         return float(self.schedule.sigma_hat(t))
 
     def _net(self, x: Tensor, tb: Tensor, cond) -> Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        # Only when asked: a disabled autocast would switch off the caller's own autocast.
+        amp = torch.autocast(x.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
+        with amp:
             out = self.net(x, tb, cond) if cond is not None else self.net(x, tb)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__

@@ -254,10 +254,15 @@ def _seed_process(seed: int, rank: int) -> None:
 
 class _StopRequest:
     """SIGINT / SIGTERM set a flag that the loop reads between steps (main thread only);
-    a second Ctrl-C raises KeyboardInterrupt at once."""
+    a second Ctrl-C raises KeyboardInterrupt at once. One that comes within `grace` seconds of
+    the first counts as the same request: a launcher may pass on the Ctrl-C the worker already
+    had from the terminal."""
+
+    grace = 2.0
 
     def __init__(self):
         self.requested = False
+        self._since = 0.0
         self._old: dict[int, Any] = {}
 
     def __enter__(self):
@@ -267,9 +272,11 @@ class _StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.requested:
+            if signum == signal.SIGINT and time.monotonic() - self._since > self.grace:
+                raise KeyboardInterrupt
+            return
+        self.requested, self._since = True, time.monotonic()
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
