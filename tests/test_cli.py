@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import difflab.sampling
 from difflab.cli import main
 
 
@@ -42,6 +43,27 @@ def test_train_info_sample_and_mistakes(tmp_path, capsys, monkeypatch):
     assert main(["frobnicate"]) == 2
     assert "unknown command 'frobnicate'" in _err(capsys)
 
+    for bad, says in ((["--num", "0"], "--num must be a positive"),
+                      (["--gif", str(tmp_path / "g.gif")], "--gif needs an image run"),
+                      (["--out", str(tmp_path)], "is a directory")):
+        assert main(["sample", str(run), *bad]) == 2
+        err = _err(capsys)
+        assert says in err and len(err.splitlines()) == 1, err
+
+    def diverge(*args, **kwargs):
+        raise difflab.sampling.SamplingError("sampling produced NaN or inf at step 3")
+
+    monkeypatch.setattr("difflab.commands.sample", diverge)
+    assert main(["sample", str(run)]) == 2
+    err = _err(capsys)
+    assert "NaN or inf at step 3" in err and len(err.splitlines()) == 1
+    monkeypatch.undo()
+
+    with open(run / "metrics.jsonl", "a") as f:  # a crash in the middle of a line
+        f.write('{"step": 30, "lo')
+    assert main(["info", str(run)]) == 0
+    assert "last loss" in capsys.readouterr().out
+
     (run / "checkpoints" / "step-00000020" / "model.safetensors").write_bytes(b"truncated")
     assert main(["sample", str(run)]) == 2
     err = _err(capsys)
@@ -61,3 +83,31 @@ def test_train_from_a_config_file(tmp_path, capsys):
     assert json.dumps(saved).count("0.002") >= 1
     with pytest.raises(SystemExit):
         main(["train", "moons", "--no-such-field", "1"])
+
+
+def test_sample_uses_the_trained_data_shape(tmp_path, capsys):
+    """A net trained on images of another size than its config's samples at the trained size."""
+    import numpy as np
+    from PIL import Image
+
+    for i in range(4):
+        Image.fromarray(np.full((12, 12), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    run = tmp_path / "r"
+    assert main(["train", "--config-file", str(_folder_config(tmp_path, run))]) == 0
+    assert main(["sample", str(run), "--num", "4", "--steps", "2", "--out",
+                 str(tmp_path / "s.png")]) == 0
+    w, h = Image.open(tmp_path / "s.png").size
+    assert (w, h) == (2 + 2 * (36 + 2), 2 + 2 * (36 + 2))  # 2x2 grid of 12x12 images shown 3x
+
+
+def _folder_config(tmp_path, run):
+    from difflab.train.presets import TRAIN_PRESETS
+
+    cfg = TRAIN_PRESETS["digits"].to_dict()
+    cfg.update(dataset="folder", dataset_kwargs={"root": str(tmp_path), "image_size": 12,
+                                                 "channels": 1},
+               class_cond=False, steps=2, batch_size=4, sample_every=0, checkpoint_every=0,
+               progress=False, run_dir=str(run))
+    path = tmp_path / "folder.json"
+    path.write_text(json.dumps(cfg))
+    return path

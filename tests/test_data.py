@@ -263,6 +263,10 @@ def test_idx_header_errors_name_the_file(tmp_path):
     broken.write_bytes(gzip.compress(b"\0\0\x08\x01\0\0\0\x01x")[:-6])
     with pytest.raises(ValueError, match="broken.gz: corrupt gzip"):
         read_idx(broken)
+    huge = tmp_path / "huge"  # sizes whose product overflows int64: still the header message
+    huge.write_bytes(b"\0\0\x0d\x03" + struct.pack(">III", 2**31, 2**31, 4) + b"\0" * 16)
+    with pytest.raises(ValueError, match=r"huge: IDX header says \(2147483648, 2147483648, 4\)"):
+        read_idx(huge)
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
@@ -348,6 +352,10 @@ def test_corrupt_or_wrong_batches_are_refused(tmp_path):
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 10), np.uint8)}))
     with pytest.raises(ValueError, match="not a CIFAR-10 batch"):
         get_dataset("cifar10", root=tmp_path, split="test")
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8),
+                                                      b"labels": [None, "cat"]}))
+    with pytest.raises(ValueError, match="test_batch: CIFAR-10 labels must be integers"):
+        get_dataset("cifar10", root=tmp_path, split="test")
     (folder / "test_batch").unlink()
     with pytest.raises(FileNotFoundError, match="missing test_batch"):
         get_dataset("cifar10", root=tmp_path, split="test")
@@ -367,6 +375,16 @@ def test_folder_labels_shapes_and_channels(tmp_path):
     assert torch.equal(gray[4][0], gray[1][0].flip(-1)) and gray[4][1] == gray[1][1]
     (root / "loose.png").write_bytes((root / "cat" / "a.png").read_bytes())
     assert get_dataset("folder", root=root, image_size=8).num_classes == 0  # not all in classes
+
+
+def test_folder_scales_16_bit_greyscale_instead_of_clipping(tmp_path):
+    (tmp_path / "a").mkdir()
+    ramp = np.tile(np.linspace(0, 65535, 64).round().astype(np.uint16), (64, 1))  # 0 .. 65535
+    Image.fromarray(ramp).save(tmp_path / "a" / "ramp16.png")
+    assert Image.open(tmp_path / "a" / "ramp16.png").mode.startswith("I")
+    for channels in (1, 3):
+        x, _ = get_dataset("folder", root=tmp_path, image_size=64, channels=channels)[0]
+        assert x.min() == -1 and x.max() == 1 and abs(float(x.mean())) < 0.02  # a full ramp
 
 
 def test_folder_resizes_the_shorter_side_and_crops_the_centre(tmp_path):

@@ -268,6 +268,20 @@ def test_unet_channels_last():
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
 
+def test_narrow_embeddings_and_label_range():
+    from difflab.nets.layers import sinusoidal_embedding
+
+    for dim in (2, 3, 4):  # dim 2 and 3 used to divide 0 by 0
+        assert torch.isfinite(sinusoidal_embedding(torch.rand(5), dim)).all()
+    mlp = nets.get_net("mlp-2d", hidden=2)
+    assert torch.isfinite(mlp(torch.randn(4, 2), torch.rand(4))).all()
+    net = SMALL["unet"](num_classes=10)
+    x, t = inputs((2, 1, 8, 8))
+    net(x, t, torch.tensor([10, -1]))  # the null label and "unlabelled" are fine
+    with pytest.raises(ValueError, match="class label 11 is out of range"):
+        net(x, t, torch.tensor([3, 11]))
+
+
 def test_upsample_is_nearest_neighbour():
     up = nets.unet.Upsample(3)
     x = torch.randn(2, 3, 5, 7)

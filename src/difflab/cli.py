@@ -16,6 +16,7 @@ from typing import Literal
 
 import tyro
 
+from .sampling import SamplingError
 from .train import TrainConfig
 
 USAGE = """usage: difflab COMMAND [options]   (difflab COMMAND --help for its options)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()  # this process is ours: reuse big buffers (difflab/cpu.py)
     try:
         return cmd(argv[1:])
-    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, SamplingError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"difflab: error: {msg}", file=sys.stderr)
         return 2

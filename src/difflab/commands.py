@@ -34,6 +34,10 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
     from .pictures import denoising_gif, save_samples
     from .train import load_run
 
+    if not isinstance(num, int) or num < 1:
+        raise ValueError(f"--num must be a positive number of samples, got {num}")
+    if out is not None and Path(out).is_dir():
+        raise ValueError(f"--out {out} is a directory; give a file name ending in .png")
     config, _, ema = load_run(run)
     num_classes = getattr(getattr(ema, "config", None), "num_classes", 0) or 0
     cond = _labels(num, num_classes if config.class_cond else 0, label)
@@ -42,6 +46,9 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
     uncond = None if cond is None else torch.full_like(cond, num_classes)
     shape = (num, *_item_shape(config, ema))
     image = len(shape) == 4
+    if gif is not None and not image:
+        raise ValueError("--gif needs an image run; this run's samples are points "
+                         f"of shape {shape[1:]}")
     frames: list = []
 
     def keep(i, t, x, x0_hat):
@@ -54,7 +61,8 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
                bf16=bf16)
     out = Path(out) if out is not None else Path(run) / "samples" / f"sample-{seed}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
-    written = save_samples(x, out, title=f"{sampler}, {steps} NFE")
+    written = save_samples(x, out, title=f"{sampler}, {steps} NFE",
+                           nrow=_nrow(num, num_classes if cond is not None else 0))
     if written is None:
         raise ValueError(f"cannot draw samples of shape {tuple(x.shape[1:])} as a picture")
     gif_path = denoising_gif(frames, gif, nrow=_nrow(num, num_classes)) if (
@@ -67,7 +75,10 @@ def _nrow(num: int, num_classes: int) -> int | None:
 
 
 def _item_shape(config, net) -> tuple[int, ...]:
-    """The shape of one sample, from the network's config (so no dataset files are needed)."""
+    """The shape of one sample: as trained (config.json), else from the network's config (so no
+    dataset files are needed)."""
+    if getattr(net, "data_shape", None):
+        return tuple(int(d) for d in net.data_shape)
     c = getattr(net, "config", None)
     if hasattr(c, "image_size"):  # U-Net
         return (c.in_channels, c.image_size, c.image_size)
@@ -87,9 +98,15 @@ def run_info(run: Path) -> str:
     ckpts = list_checkpoints(run / "checkpoints")
     last = None
     metrics = run / "metrics.jsonl"
-    if metrics.is_file():
-        lines = [ln for ln in metrics.read_text().splitlines() if ln.strip()]
-        last = json.loads(lines[-1]) if lines else None
+    if metrics.is_file():  # the last complete line (a crash can leave half a line)
+        for ln in reversed(metrics.read_text().splitlines()):
+            try:
+                last = json.loads(ln)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(last, dict) and "loss" in last and "step" in last:
+                break
+            last = None
     done = int(ckpts[-1].name.split("-")[-1]) if ckpts else 0
     lines = [
         f"run          {run}",

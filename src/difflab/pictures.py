@@ -42,6 +42,8 @@ def image_grid(x: Tensor, nrow: int | None = None, pad: int = 2, min_size: int =
     B, C, H, W = x.shape
     if C not in (1, 3):
         raise ValueError(f"an image grid needs 1 or 3 channels, got {C}")
+    if B == 0:
+        raise ValueError("an image grid needs at least one image")
     k = max(1, math.ceil(min_size / max(H, W)))
     img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()  # (B, C, H, W)
     img = img.repeat(k, axis=2).repeat(k, axis=3)

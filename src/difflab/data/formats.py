@@ -12,6 +12,7 @@ import builtins
 import codecs
 import gzip
 import io
+import math
 import os
 import pickle
 import zlib
@@ -50,7 +51,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"{path}: truncated IDX header")
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     offset = 4 + 4 * ndim
-    expected = offset + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = offset + math.prod(dims) * dtype.itemsize  # python ints: no overflow
     if len(data) != expected:
         raise ValueError(f"{path}: IDX header says {dims} ({expected} bytes), file has {len(data)}")
     arr = np.frombuffer(data, dtype, offset=offset).reshape(dims)

@@ -179,6 +179,19 @@ CIFAR10_ARCHIVE = Resource("cifar-10-python.tar.gz",
                            md5="c58f30108f718f92721af3b95e74349a")
 
 
+def _eight_bit(img):
+    """16- and 32-bit greyscale images (PIL modes I;16*, I) scaled to 8 bits: PIL's own
+    convert("L") would clip them at 255 instead. 16-bit PNGs (and I-mode values above 255) use
+    the full 0..65535 range."""
+    if not img.mode.startswith("I"):
+        return img
+    from PIL import Image
+
+    arr = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+    return Image.fromarray((arr * (255.0 / top)).round().clip(0, 255).astype(np.uint8), "L")
+
+
 def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """One batch: {b'data': uint8 (N, 3072) as R, G, B planes of 32x32, b'labels': [N ints]}
     -> images (N, 3, 32, 32) uint8 and labels (N,) int64, loaded with a SafeUnpickler."""
@@ -190,7 +203,10 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
             or data.shape[1] != 3 * 32 * 32 or labels is None:
         raise ValueError(f"{path}: not a CIFAR-10 batch (need uint8 data (N, 3072) and labels)")
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    try:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: CIFAR-10 labels must be integers 0..9") from None
     if len(labels) != len(data) or (len(labels) and (labels.min() < 0 or labels.max() > 9)):
         raise ValueError(f"{path}: {len(labels)} labels in 0..9 expected for {len(data)} images")
     return data.reshape(-1, 3, 32, 32), labels
@@ -321,7 +337,8 @@ class ImageFolder(LabeledDataset):
         path = self.files[i]
         with self._open(path) as img:
             try:
-                img = ImageOps.exif_transpose(img).convert("RGB" if self.channels == 3 else "L")
+                img = _eight_bit(ImageOps.exif_transpose(img))
+                img = img.convert("RGB" if self.channels == 3 else "L")
                 arr = center_crop_arr(img, self.image_size)
             except Exception as e:  # truncated or corrupt data behind a valid header
                 raise ValueError(f"cannot read image {path}: {type(e).__name__}: {e}") from None

@@ -3,9 +3,10 @@
 The five shapes are the toy densities of FFJORD (Grathwohl et al. 2019, `toy_data.py`), drawn
 with a torch.Generator instead of numpy's global state. Each is then moved and scaled by one
 fixed affine map, x <- (x - m) / s, with m the exact mean and s the root mean square per
-coordinate (one scalar, so shapes keep their aspect ratio): every set has mean ~0 and per-coordinate
-standard deviation ~1, whatever n and seed. Labels where a set has natural classes: the moon
-(2), the Gaussian (8), the ring (4), the mixture component; else -1.
+coordinate (one scalar, so shapes keep their aspect ratio): every set has mean ~0 and a root mean
+square of ~1 over both coordinates, whatever n and seed (one coordinate may spread more than
+the other: moons has standard deviations 1.22 and 0.71). Labels where a set has natural
+classes: the moon (2), the Gaussian (8), the ring (4), the mixture component; else -1.
 """
 
 from __future__ import annotations

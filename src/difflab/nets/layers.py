@@ -38,7 +38,7 @@ def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0,
     """
     half = dim // 2
     k = torch.arange(half, device=x.device, dtype=torch.float32)
-    freqs = torch.exp(-math.log(max_period) * k / (half - shift))  # (half,)
+    freqs = torch.exp(-math.log(max_period) * k / max(half - shift, 1))  # (half,); dim 2, 3: k = 0
     args = x.float()[..., None] * freqs  # (..., half)
     emb = torch.cat([torch.sin(args), torch.cos(args)], dim=-1)  # (..., 2 * half)
     return F.pad(emb, (0, dim - 2 * half))
@@ -96,6 +96,10 @@ class ConditionEmbedding(nn.Module):
         if cond is None:
             cond = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)
         cond = cond.long()
+        if cond.numel() and int(cond.max()) > self.num_classes:
+            raise ValueError(f"class label {int(cond.max())} is out of range: this network "
+                             f"knows labels 0..{self.num_classes - 1} and the null label "
+                             f"{self.num_classes}")
         cond = torch.where(cond < 0, self.num_classes, cond)  # -1: unlabelled -> null label
         return emb + self.label(cond)  # (B, D)
 

@@ -627,7 +627,8 @@ def load_run(run_dir: str | Path, *, net: nn.Module | Callable[[], nn.Module] | 
              ) -> tuple[TrainConfig, nn.Module, nn.Module]:
     """(config, model, ema_model) of a run's latest checkpoint (or of `checkpoint`).
 
-    Both networks are in eval mode on `device`, with `.prediction` set from the config, so that
+    Both networks are in eval mode on `device`, with `.prediction` set from the config (and
+    `.data_shape`, one sample's shape as trained), so that
     `difflab.sample(ema_model, config.schedule, ...)` samples from them. net: the network (or a
     function making one) when the run was trained with train(..., net=...).
     """
@@ -648,6 +649,8 @@ def load_run(run_dir: str | Path, *, net: nn.Module | Callable[[], nn.Module] | 
     for m in (model, ema):
         m.to(device).eval().requires_grad_(False)
         m.prediction = cfg.prediction
+        if resolved.get("data_shape"):
+            m.data_shape = tuple(resolved["data_shape"])  # one sample, as trained
     return cfg, model, ema
 
 
