@@ -5,7 +5,7 @@ import torch
 
 from difflab import losses
 from difflab.predictions import from_x0_eps
-from difflab.schedules import get_schedule
+from difflab.schedules import DISCRETE, get_schedule
 
 F64 = torch.float64
 
@@ -98,3 +98,17 @@ def test_loss_is_zero_for_a_perfect_network_and_float32():
 
     loss = losses.diffusion_loss(oracle, x0, sched, t=t, eps=eps)
     assert loss.dtype == torch.float32 and float(loss) < 1e-4
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "vp", "edm"])
+def test_loss_follows_the_device_of_its_inputs(schedule):
+    """Times on another device than the schedule's tables (CPU): 'meta' stands in for CUDA,
+    where indexing a CPU grid with GPU times used to fail."""
+    sched = get_schedule(schedule)
+    x0 = torch.zeros(4, 2, device="meta")
+    for weighting in ("simple", "min_snr", "elbo"):
+        for time_sampling in ("uniform",) + (("discrete",) if schedule in DISCRETE else ()):
+            loss = losses.diffusion_loss(lambda x, t: x, x0, sched, weighting=weighting,
+                                  time_sampling=time_sampling, eps=torch.zeros_like(x0))
+            assert loss.device.type == "meta"
+    assert sched.t_of_logsnr(torch.zeros(3, device="meta")).device.type == "meta"

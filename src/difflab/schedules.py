@@ -173,12 +173,20 @@ class DiscreteSchedule(VPSchedule):
         self._l = torch.log(ac) - torch.log1p(-ac)  # logsnr at t_1..t_T
         if not bool((self._l[1:] < self._l[:-1]).all()):
             raise ValueError("alpha_bar must be strictly decreasing")
+        self._l_on = {self._l.device: self._l}
+
+    def _grid(self, device: torch.device) -> Tensor:
+        """The logsnr grid on `device` (copied there once): times on a GPU index it there."""
+        if device not in self._l_on:
+            self._l_on[device] = self._l.to(device)
+        return self._l_on[device]
 
     def logsnr(self, t) -> Tensor:
         t = _t(t)
         u = (t * self.T).clamp(max=self.T)  # grid coordinate; t_i has u = i
         k = torch.clamp(torch.floor(u), 1, self.T - 1).long()  # segment [k, k+1], 1-based
-        l0, l1 = self._l[k - 1], self._l[k]
+        L = self._grid(t.device)
+        l0, l1 = L[k - 1], L[k]
         w = u - k
         with torch.no_grad():
             inf_end = torch.isinf(l1)
@@ -190,11 +198,12 @@ class DiscreteSchedule(VPSchedule):
         k = torch.clamp(torch.floor(u), 1, self.T - 1).long()
         # the segment ending at an exact grid point (u integer) is the one to its left
         k = torch.where((u == torch.floor(u)) & (k > 1) & (u > 1), k - 1, k)
-        return (self._l[k] - self._l[k - 1]) * self.T
+        L = self._grid(u.device)
+        return (L[k] - L[k - 1]) * self.T
 
     def t_of_logsnr(self, l) -> Tensor:
         l = _t(l)
-        L = self._l
+        L = self._grid(l.device)
         # L is decreasing; find the segment with L[k] >= l >= L[k+1] (0-based)
         k = torch.searchsorted(-L.contiguous(), -l.contiguous().reshape(-1)).reshape(l.shape)
         k = torch.clamp(k, 1, self.T - 1)  # segment between L[k-1] and L[k]
