@@ -85,6 +85,22 @@ def test_train_from_a_config_file(tmp_path, capsys):
         main(["train", "moons", "--no-such-field", "1"])
 
 
+def test_dict_fields_take_json(tmp_path, capsys):
+    run = tmp_path / "k"
+    common = ["--steps", "2", "--sample-every", "0", "--no-progress", "--run-dir", str(run)]
+    assert main(["train", "moons", "--net-kwargs", '{"hidden": 48}', *common]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["config"]["net_kwargs"]["hidden"] == 48
+    assert saved["resolved"]["net_kwargs"]["hidden"] == 48
+    for bad, says in ((["--net-kwargs", "{hidden: 48}"], "is not JSON"),
+                      (["--dataset-kwargs=[1, 2]"], "needs a JSON object"),
+                      (["--schedule-kwargs"], "needs a JSON object")):
+        capsys.readouterr()
+        assert main(["train", "moons", *common, "--force", *bad]) == 2
+        err = _err(capsys)
+        assert says in err and len(err.splitlines()) == 1, err
+
+
 def test_sample_uses_the_trained_data_shape(tmp_path, capsys):
     """A net trained on images of another size than its config's samples at the trained size."""
     import numpy as np

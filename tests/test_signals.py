@@ -1,8 +1,9 @@
 """A real signal stops `difflab train` cleanly: a checkpoint of the last finished step is saved,
 the command exits with one line and no traceback, and `--resume` carries on from there.
 
-- One process gets SIGTERM (what a cluster scheduler sends), or two SIGINTs in quick succession
-  (a launcher passing on a Ctrl-C the process already had): both save.
+- One process gets SIGTERM (what a cluster scheduler sends), also on its whole process group
+  with data-loading workers running, or two SIGINTs in quick succession (a launcher passing on
+  a Ctrl-C the process already had): all save.
 - A 2-process torchrun job gets SIGINT on torchrun's process group, as a terminal's Ctrl-C does;
   torchrun starts its workers in sessions of their own and passes the signal on to each.
 - A second Ctrl-C, well after the first, stops at once without saving (`_StopRequest`).
@@ -114,15 +115,22 @@ def _resume(cmd: list[str], run: Path, steps: int, cwd: Path) -> None:
     assert _last_logged_step(run / "metrics.jsonl") == steps
 
 
-@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]],
-                         ids=["sigterm", "sigint-twice"])
-def test_a_signal_saves_a_checkpoint_and_resume_continues(tmp_path, signals):
+@pytest.mark.parametrize("signals,group,workers", [
+    ([signal.SIGTERM], False, 0), ([signal.SIGINT, signal.SIGINT], False, 0),
+    ([signal.SIGTERM], True, 2)], ids=["sigterm", "sigint-twice", "sigterm-group-workers"])
+def test_a_signal_saves_a_checkpoint_and_resume_continues(tmp_path, signals, group, workers):
+    """group: the signal goes to the whole process group, data-loading workers included, as
+    a scheduler's SIGTERM does."""
     run = tmp_path / "r"
     one = [sys.executable, "-m", "difflab.cli"]
-    with _Job([*one, *TRAIN, "--run-dir", str(run)], tmp_path) as job:
+    cmd = [*one, *TRAIN, "--run-dir", str(run), "--num-workers", str(workers)]
+    with _Job(cmd, tmp_path) as job:
         job.wait_for_steps(run / "metrics.jsonl")
         for sig in signals:
-            job.proc.send_signal(sig)
+            if group:
+                os.killpg(job.proc.pid, sig)
+            else:
+                job.proc.send_signal(sig)
             time.sleep(0.05)
         rc, err = job.finish(timeout=60)
     assert rc == 130, err[-2000:]

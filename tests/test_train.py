@@ -316,18 +316,47 @@ def test_bad_setup_fails_before_anything_is_written(tmp_path):
         assert not run.exists()
 
 
-@pytest.mark.parametrize("bad", ["nan_at", "inf_grad_at"])
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bad):
+@pytest.mark.parametrize("bad,clip", [("nan_at", 1.0), ("inf_grad_at", 1.0),
+                                      ("inf_grad_at", None), ("inf_grad_at", 0.0)])
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bad, clip):
     run = tmp_path / "run"
     net = make_net(**{bad: 8})  # steps 1..7 are fine, step 8's loss (or gradient) is not
     with pytest.raises(TrainError, match="is nan at step 8.*last good checkpoint is .*"
                                          "step-00000006") as e:
-        train(toy_config(run, steps=20, checkpoint_every=3), net=net, dataset=ToyPoints())
+        train(toy_config(run, steps=20, checkpoint_every=3, grad_clip=clip), net=net,
+              dataset=ToyPoints())
     assert "\n" not in str(e.value)
     assert [p.name for p in list_checkpoints(run / "checkpoints")][-1] == "step-00000006"
     _, model, ema = load_run(run, net=make_net(**{bad: 8}))
     assert all(torch.isfinite(p).all() for p in [*model.parameters(), *ema.parameters()])
     assert all(torch.isfinite(p).all() for p in net.parameters())  # the NaN step was not taken
+
+
+def test_resume_checks_and_errors(tmp_path):
+    run, data = tmp_path / "run", ToyPoints()
+    kw = {"net_kwargs": {"hidden": (32,)}}  # a tuple, stored as a JSON list: the same config
+    train(toy_config(run, steps=4, **kw), net=make_net(), dataset=data)
+    train(toy_config(run, steps=6, **kw), resume=True, net=make_net(), dataset=data)
+    with pytest.raises(TrainError, match="already at step 6, past steps = 3"):
+        train(toy_config(run, steps=3, **kw), resume=True, net=make_net(), dataset=data)
+    assert latest_checkpoint(run / "checkpoints").name == "step-00000006"
+    assert TrainConfig.from_json(run / "config.json").steps == 6  # config.json untouched
+    for field, value in (("device", "gpu"), ("device", "cuda:x"), ("adam_betas", 0.9),
+                         ("seed", 2**64)):
+        with pytest.raises(TrainError, match=f"config field {field}"):
+            toy_config(tmp_path / "x", **{field: value}).validate()
+
+
+def test_metrics_lines_are_the_same_after_ctrl_c_and_resume(tmp_path):
+    data, kw = ToyPoints(), {"log_every": 4, "checkpoint_every": 0}
+    train(toy_config(tmp_path / "a", steps=10, **kw), net=make_net(), dataset=data)
+    with pytest.raises(TrainInterrupted, match="at step 6"):  # off the logging grid
+        train(toy_config(tmp_path / "b", steps=10, **kw), net=make_net(interrupt_at=6),
+              dataset=data)
+    train(toy_config(tmp_path / "b", steps=10, **kw), resume=True, net=make_net(), dataset=data)
+    a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [4, 8, 10]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
 
 
 def test_resume_refuses_a_checkpoint_of_another_network(tmp_path):

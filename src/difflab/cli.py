@@ -7,6 +7,7 @@ so every field of a training config can be overridden on the command line.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -23,7 +24,8 @@ USAGE = """usage: difflab COMMAND [options]   (difflab COMMAND --help for its op
 
 commands:
   train PRESET|--config-file FILE [--FIELD VALUE ...] [--resume] [--force]
-                       train a model (presets: difflab train --help)
+                       train a model (presets: difflab train --help); the dict fields take
+                       JSON: --net-kwargs '{"dropout": 0}' --dataset-kwargs '{"root": "imgs"}'
   sample RUN           draw samples from a run's EMA weights: a PNG grid, optionally a GIF
   info RUN             what a run is: config, steps, last loss, checkpoints
   demo [samplers]      the demo: train unet-digits on the 8x8 digits (about 3 minutes), then
@@ -47,6 +49,35 @@ class TrainCommand:
     """Start again in an existing run directory, deleting its checkpoints and samples."""
 
 
+DICT_FIELDS = ("net_kwargs", "dataset_kwargs", "schedule_kwargs")
+
+
+def _pop_dict_options(args: list[str]) -> tuple[list[str], dict[str, dict]]:
+    """Take --net-kwargs JSON (and the other dict fields, also as --name=JSON) out of args:
+    tyro cannot parse free-form dicts."""
+    keep, found, i = [], {}, 0
+    while i < len(args):
+        flag, eq, value = args[i].partition("=")
+        name = flag[2:].replace("-", "_") if flag.startswith("--") else ""
+        if name not in DICT_FIELDS:
+            keep.append(args[i])
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(args):
+                raise ValueError(f"{flag} needs a JSON object, e.g. {flag} '{{\"key\": 1}}'")
+            value, i = args[i + 1], i + 1
+        try:
+            found[name] = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{flag} {value!r} is not JSON ({e.msg}); give an object such "
+                             f"as '{{\"key\": 1}}'") from None
+        if not isinstance(found[name], dict):
+            raise ValueError(f"{flag} needs a JSON object {{...}}, got {value!r}")
+        i += 1
+    return keep, found
+
+
 def cmd_train(argv: list[str]) -> int:
     """difflab train PRESET|--config-file FILE [--FIELD VALUE ...] [--resume] [--force]"""
     from .train import train
@@ -67,9 +98,14 @@ def cmd_train(argv: list[str]) -> int:
         raise ValueError("name a training preset (" + ", ".join(TRAIN_PRESETS)
                          + ") or give --config-file FILE")
 
-    default = TrainCommand(config=dataclasses.replace(base or TrainConfig()))
+    rest, dicts = _pop_dict_options(rest)
+    base = base or TrainConfig()
+    merged = {name: {**getattr(base, name), **d} for name, d in dicts.items()}  # keys added
+    default = TrainCommand(config=dataclasses.replace(base, **merged))
     args = tyro.cli(TrainCommand, args=rest, default=default, prog="difflab train",
-                    description="Train a diffusion model. Presets: " + ", ".join(TRAIN_PRESETS))
+                    description="Train a diffusion model. Presets: " + ", ".join(TRAIN_PRESETS)
+                    + ". The dict fields take JSON objects, merged into the preset's: "
+                    "--net-kwargs, --dataset-kwargs, --schedule-kwargs.")
     run = train(args.config, resume=args.resume, force=args.force)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process speaks
         print(f"difflab: run in {run}")

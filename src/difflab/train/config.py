@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,8 @@ class TrainConfig:
     """Show a tqdm progress bar (on the first process only)."""
 
     def __post_init__(self) -> None:
-        self.adam_betas = tuple(self.adam_betas)  # JSON gives lists
+        if isinstance(self.adam_betas, (list, tuple)):
+            self.adam_betas = tuple(self.adam_betas)  # JSON gives lists; validate() checks
 
     # ------------------------------------------------------------------------------------------
 
@@ -142,9 +144,12 @@ class TrainConfig:
         need(_is_num(self.lr) and self.lr > 0, "lr", "must be a positive number")
         need(_is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
              "must be >= 0")
-        need(len(self.adam_betas) == 2 and all(_is_num(b) and 0 <= b < 1
-                                               for b in self.adam_betas),
+        need(isinstance(self.adam_betas, tuple) and len(self.adam_betas) == 2
+             and all(_is_num(b) and 0 <= b < 1 for b in self.adam_betas),
              "adam_betas", "must be two numbers in [0, 1)")
+        need(self.seed < 2**63, "seed", "must be below 2**63")
+        need(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
+             "choose auto, cpu, cuda or cuda:N")
         need(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip >= 0),
              "grad_clip", "must be None or a number >= 0")
         need(_is_num(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay",

@@ -97,6 +97,9 @@ def init(device: str = "auto") -> Dist:
     if not dist.is_initialized() and world <= 1:
         return Dist(device=pick_device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda:"):
+        raise TrainError(f"device {device!r} names one GPU, but this is one of {world} "
+                         f"processes: use device auto or cuda (process k uses GPU LOCAL_RANK)")
     dev = pick_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)

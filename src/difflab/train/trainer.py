@@ -181,11 +181,13 @@ def _check_run_dir(cfg: TrainConfig, resume: bool, force: bool) -> str | None:
                         f"again with force=True")
         except TrainError as e:
             return str(e)
-        changed = [f for f, v in cfg.to_dict().items()
-                   if f not in RESUMABLE_FIELDS and stored.to_dict()[f] != v]
+        def plain(d):  # the JSON form: tuples and lists compare equal
+            return json.loads(json.dumps(d))
+
+        now, before = plain(cfg.to_dict()), plain(stored.to_dict())
+        changed = [f for f, v in now.items() if f not in RESUMABLE_FIELDS and before[f] != v]
         if changed:
-            diffs = ", ".join(f"{f} {stored.to_dict()[f]!r} -> {cfg.to_dict()[f]!r}"
-                              for f in changed[:4])
+            diffs = ", ".join(f"{f} {before[f]!r} -> {now[f]!r}" for f in changed[:4])
             return (f"cannot resume {run} with a different config ({diffs}); only "
                     f"{', '.join(sorted(RESUMABLE_FIELDS))} may change")
     elif exists and not force:
@@ -224,7 +226,7 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+        "cuda": [torch.cuda.get_rng_state(device)] if device.type == "cuda" else [],
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
                   float(cached)],
         "python": random.getstate(),
@@ -233,8 +235,8 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device.type == "cuda" and state["cuda"]:  # this process's GPU (resume may see others)
+        torch.cuda.set_rng_state(state["cuda"][0], device)
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
@@ -284,9 +286,11 @@ class _StopRequest:
         return False
 
 
-def _ignore_sigint(worker_id: int) -> None:
-    """DataLoader workers leave Ctrl-C to the main process, which stops between steps."""
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM (which a scheduler sends to every process
+    of a job) to the main process, which stops between steps; the loader ends them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -337,6 +341,9 @@ class Trainer:
         self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: min(1.0, (s + 1) / w) if w > 0 else 1.0)
         self.step = 0
+        # The loss summed over the steps since the last metrics line, and their count: kept in
+        # the checkpoint so that a resumed run logs the same lines as a straight one.
+        self.log_acc = [0.0, 0]
 
     def _check_net(self) -> None:
         """One forward pass on two data samples (eval mode, no RNG used) before any file is
@@ -372,7 +379,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(batches.derive_seed(cfg.seed, batches.LOADER, start))
         return DataLoader(self.dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
                           pin_memory=self.device.type == "cuda", generator=gen,
-                          worker_init_fn=_ignore_sigint if cfg.num_workers else None)
+                          worker_init_fn=_ignore_stop_signals if cfg.num_workers else None)
 
     def _train_step(self, batches_iter, request: _StopRequest) -> tuple[float, bool]:
         """One optimizer step; returns (the global batch's mean loss, stop requested anywhere).
@@ -403,11 +410,13 @@ class Trainer:
                                                                     device=dev)).tolist()
         if not np.isfinite(loss_mean):
             return loss_mean, stop > 0  # the caller stops; the weights are not touched
-        if cfg.grad_clip:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            if not torch.isfinite(norm):  # the same on every process (DDP averaged the grads)
-                self.opt.zero_grad(set_to_none=True)
-                return float("nan"), stop > 0
+        # The norm is checked with clipping off too (max_norm inf scales by exactly 1): an
+        # infinite gradient must not reach the weights, nor a checkpoint.
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                              cfg.grad_clip or float("inf"))
+        if not torch.isfinite(norm):  # the same on every process (DDP averaged the grads)
+            self.opt.zero_grad(set_to_none=True)
+            return float("nan"), stop > 0
         self.opt.step()
         self.lr_schedule.step()
         self.opt.zero_grad(set_to_none=True)
@@ -425,6 +434,7 @@ class Trainer:
         return {"step": self.step, "data_position": self.step * self.cfg.batch_size,
                 "optimizer": self.opt.state_dict(), "lr_schedule": self.lr_schedule.state_dict(),
                 "ema_updates": int(self.ema.n_averaged), "rng": rng,
+                "log_interval": [float(self.log_acc[0]), int(self.log_acc[1])],
                 "world_size": self.dist.world_size, "batch_size": self.cfg.batch_size,
                 "difflab_version": __version__}
 
@@ -447,6 +457,8 @@ class Trainer:
             self.lr_schedule.load_state_dict(state["lr_schedule"])
             self.ema.n_averaged.fill_(int(state["ema_updates"]))
             self.step = int(state["step"])
+            acc = state.get("log_interval", [0.0, 0])  # absent in older checkpoints
+            self.log_acc = [float(acc[0]), int(acc[1])]
             if int(state["data_position"]) != self.step * self.cfg.batch_size:
                 raise ValueError("its data position does not match its step and batch size")
             rng = state["rng"]
@@ -507,7 +519,7 @@ class Trainer:
         main = d.is_main
         log = bar = loader_iter = None
         saved_at = sampled_at = self.step
-        interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
+        interval_time, interval_steps = 0.0, 0  # this process's speed since the last line
         stop = False
         try:
             if main:
@@ -531,20 +543,23 @@ class Trainer:
                                          f"lr or set grad_clip and start again with force=True "
                                          f"(resuming would repeat the same steps exactly)")
                     interval_time += time.perf_counter() - t0
-                    interval_loss += loss
                     interval_steps += 1
+                    self.log_acc = [self.log_acc[0] + loss, self.log_acc[1] + 1]
                     if bar is not None:
                         bar.update(1)
-                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    on_grid = self.step % cfg.log_every == 0
+                    if on_grid or self.step == cfg.steps:
                         if log is not None:
-                            rec = {"step": self.step, "loss": interval_loss / interval_steps,
+                            rec = {"step": self.step, "loss": self.log_acc[0] / self.log_acc[1],
                                    "lr": lr, "images_per_s": interval_steps * cfg.batch_size
                                    / max(interval_time, 1e-9)}
                             log.write(json.dumps(rec) + "\n")
                             log.flush()
                             if bar is not None:
                                 bar.set_postfix(loss=f"{rec['loss']:.4f}", refresh=False)
-                        interval_loss, interval_steps, interval_time = 0.0, 0, 0.0
+                        if on_grid:  # a run's last line off the grid keeps the interval open,
+                            self.log_acc = [0.0, 0]  # should it be extended later
+                        interval_time, interval_steps = 0.0, 0
                     if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                         self.save()
                         saved_at = self.step
@@ -596,6 +611,9 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, *,
     if resume:
         ckpt = d.broadcast(str(latest_checkpoint(trainer.ckpt_root)) if d.is_main else None)
         trainer.restore(Path(ckpt))
+        if cfg.steps < trainer.step:
+            raise TrainError(f"{run} is already at step {trainer.step}, past steps = "
+                             f"{cfg.steps}: ask for more steps to continue it")
         if d.is_main:
             _say(cfg, f"resumed {run} from {ckpt} (step {trainer.step})")
     if d.is_main:
