@@ -268,6 +268,18 @@ def test_unet_channels_last():
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("kind", list(SMALL))
+def test_dynamo_traces_each_network_as_one_graph(kind):
+    import torch._dynamo as dynamo
+
+    net = SMALL[kind](num_classes=10)
+    x, t = inputs(SHAPES[kind])
+    dynamo.reset()
+    report = dynamo.explain(net)(x, t, torch.tensor([1, 10, -1, 3]))
+    dynamo.reset()
+    assert report.graph_count == 1 and report.graph_break_count == 0, report.break_reasons
+
+
 def test_narrow_embeddings_and_label_range():
     from difflab.nets.layers import sinusoidal_embedding
 

@@ -96,7 +96,10 @@ class ConditionEmbedding(nn.Module):
         if cond is None:
             cond = torch.full((t.shape[0],), self.num_classes, dtype=torch.long, device=t.device)
         cond = cond.long()
-        if cond.numel() and int(cond.max()) > self.num_classes:
+        # Checked on the CPU only: on a GPU it would wait for the device at every call, and
+        # under torch.compile it would split the graph (nn.Embedding still fails there).
+        if (cond.device.type == "cpu" and not torch.compiler.is_compiling() and cond.numel()
+                and int(cond.max()) > self.num_classes):
             raise ValueError(f"class label {int(cond.max())} is out of range: this network "
                              f"knows labels 0..{self.num_classes - 1} and the null label "
                              f"{self.num_classes}")
