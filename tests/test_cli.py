@@ -102,28 +102,32 @@ def test_dict_fields_take_json(tmp_path, capsys):
 
 
 def test_sample_uses_the_trained_data_shape(tmp_path, capsys):
-    """A net trained on images of another size than its config's samples at the trained size."""
+    """A net trained on images of another size than its config's samples at the trained size;
+    class-conditional grids have one row per class, or are square for a single --label."""
     import numpy as np
     from PIL import Image
 
     for i in range(4):
-        Image.fromarray(np.full((12, 12), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        (tmp_path / "data" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((12, 12), 60 * i, np.uint8)).save(
+            tmp_path / "data" / "ab"[i % 2] / f"{i}.png")
     run = tmp_path / "r"
     assert main(["train", "--config-file", str(_folder_config(tmp_path, run))]) == 0
-    assert main(["sample", str(run), "--num", "4", "--steps", "2", "--out",
-                 str(tmp_path / "s.png")]) == 0
-    w, h = Image.open(tmp_path / "s.png").size
-    assert (w, h) == (2 + 2 * (36 + 2), 2 + 2 * (36 + 2))  # 2x2 grid of 12x12 images shown 3x
+    for extra, columns, rows in (([], 4, 2), (["--label", "1"], 3, 3)):
+        assert main(["sample", str(run), "--num", "8", "--steps", "2", "--out",
+                     str(tmp_path / "s.png"), *extra]) == 0
+        w, h = Image.open(tmp_path / "s.png").size  # 12x12 images shown 3x, 2-pixel borders
+        assert (w, h) == (2 + columns * 38, 2 + rows * 38), extra
 
 
 def _folder_config(tmp_path, run):
     from difflab.train.presets import TRAIN_PRESETS
 
     cfg = TRAIN_PRESETS["digits"].to_dict()
-    cfg.update(dataset="folder", dataset_kwargs={"root": str(tmp_path), "image_size": 12,
-                                                 "channels": 1},
-               class_cond=False, steps=2, batch_size=4, sample_every=0, checkpoint_every=0,
-               progress=False, run_dir=str(run))
+    cfg.update(dataset="folder", dataset_kwargs={"root": str(tmp_path / "data"),
+                                                 "image_size": 12, "channels": 1},
+               net_kwargs={"num_classes": 2}, steps=2, batch_size=4, sample_every=0,
+               checkpoint_every=0, progress=False, run_dir=str(run))
     path = tmp_path / "folder.json"
     path.write_text(json.dumps(cfg))
     return path

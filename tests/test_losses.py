@@ -112,3 +112,13 @@ def test_loss_follows_the_device_of_its_inputs(schedule):
                                   time_sampling=time_sampling, eps=torch.zeros_like(x0))
             assert loss.device.type == "meta"
     assert sched.t_of_logsnr(torch.zeros(3, device="meta")).device.type == "meta"
+
+
+def test_min_snr_at_zero_terminal_snr():
+    sched = get_schedule("cosine", zero_terminal_snr=True)
+    t = torch.tensor([1.0, 0.5])
+    w = {p: losses.weight("min_snr", t, sched, p) for p in ("eps", "x0", "v")}
+    assert w["eps"][0] == 1 and w["x0"][0] == 0 and w["v"][0] == 0  # the SNR -> 0 limits
+    snr = float(sched.alpha(0.5) / sched.sigma(0.5)) ** 2
+    assert float(w["x0"][1]) == pytest.approx(min(snr, 5.0))
+    assert float(w["v"][1]) == pytest.approx(min(snr, 5.0) / (snr + 1))

@@ -275,6 +275,40 @@ def re_year(doc: str) -> bool:
     return re.search(r"(19|20)\d\d", doc) is not None
 
 
+@pytest.mark.parametrize("name", samplers.available())
+def test_every_sampler_runs_on_a_zero_terminal_snr_schedule(name):
+    """alpha(1) = 0 (Lin et al. 2024): ddpm and ddim use it as it is, the others a copy with a
+    finite last log-SNR; all reach the data N(0.5, 0.3^2)."""
+    sched = get_schedule("linear", zero_terminal_snr=True)
+    assert float(sched.alpha(1.0)) == 0 and math.isinf(float(sched.logsnr(1.0)))
+    finite = sched.with_finite_terminal_snr()
+    assert math.isfinite(float(finite.logsnr(1.0))) and finite.with_finite_terminal_snr() is finite
+    assert float(finite.logsnr(0.999)) == float(sched.logsnr(0.999))  # only the end changes
+    x = difflab.sample(GaussianX0(sched), sched, shape=(4000, 1), sampler=name, steps=100,
+                       seed=0, dtype=F64)
+    assert torch.isfinite(x).all()  # first-order samplers are still 0.03 narrow at 100 NFE
+    assert abs(float(x.mean()) - 0.5) < 0.02 and abs(float(x.std()) - 0.3) < 0.035, (
+        float(x.mean()), float(x.std()))
+
+
+def test_float64_state_with_a_float32_network():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.SiLU(), torch.nn.Linear(16, 2))
+    x64 = difflab.sample(lambda x, t: net(x), "linear", shape=(8, 2), steps=4, seed=0,
+                         dtype=torch.float32)
+
+    class Wrapped(torch.nn.Module):  # a module: the Denoiser casts the state to its dtype
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x, t):
+            return self.net(x)
+
+    out = difflab.sample(Wrapped(), "linear", shape=(8, 2), steps=4, seed=0, dtype=F64)
+    assert out.dtype == F64 and torch.allclose(out.float(), x64, atol=1e-5)
+
+
 def test_bad_input_errors():
     sched = get_schedule("linear")
     model = GaussianX0(sched)
@@ -293,6 +327,11 @@ def test_bad_input_errors():
         difflab.sample(model, sched, shape=(2, 2), times=[1.5, 0.5, 0.0])
     with pytest.raises(ValueError, match="shape="):
         difflab.sample(model, sched)
+    with pytest.raises(ValueError, match="eta must be >= 0"):
+        difflab.sample(model, sched, shape=(2, 2), sampler="ddim", eta=-0.5)
+    with pytest.raises(ValueError, match="corrector_steps must be an integer >= 0"):
+        difflab.sample(model, sched, shape=(2, 2), sampler="pc", corrector_steps=-1)
+    assert difflab.sample(model, sched, shape=(2, 2), steps=np.int64(3)).shape == (2, 2)
 
     def wrong_shape(x, t, cond=None):
         return x[:, :1]

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from difflab import schedules as S
+from difflab.schedules import get_schedule, get_times
 
 T_GRID = torch.tensor([1e-3, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.999, 1.0], dtype=torch.float64)
 ALL = ["linear", "cosine", "sigmoid", "scaled_linear", "vp", "subvp", "ve", "edm"]
@@ -153,3 +154,24 @@ def test_bad_names_and_steps():
             S.get_times("karras", bad, S.get_schedule("linear"))
     with pytest.raises(ValueError, match="zero_terminal_snr"):
         S.get_schedule("vp", zero_terminal_snr=True)
+
+
+def test_discrete_slope_at_the_end_is_the_last_segment():
+    for name in ("linear", "cosine"):
+        sched = get_schedule(name)
+        L = sched.logsnr(torch.arange(1, 1001, dtype=torch.float64) / 1000)
+        last = float((L[-1] - L[-2]) * 1000)
+        assert float(sched.dlogsnr_dt(1.0)) == pytest.approx(last, rel=1e-12)
+        assert float(sched.dlogsnr_dt(0.9995)) == pytest.approx(last, rel=1e-12)
+
+
+def test_uniform_spacing_stays_within_t_start():
+    sched = get_schedule("linear")
+    ts = get_times("uniform", 4, sched, t_end=0.5)
+    assert float(ts[0]) <= 1.0 and float(ts[-2]) == 0.5
+    assert float(get_times("uniform", 1000, sched, t_start=0.8)[0]) <= 0.8
+    default = get_times("uniform", 10, sched)  # unchanged: DDIM's leading spacing
+    want = 0.001 + torch.arange(9, -1, -1, dtype=torch.float64) / 10
+    assert torch.allclose(default[:-1], want, atol=1e-12)
+    with pytest.raises(ValueError, match="need t_end < t_start"):
+        get_times("linear", 3, sched, t_start=0.5, t_end=0.5)

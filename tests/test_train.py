@@ -357,6 +357,13 @@ def test_metrics_lines_are_the_same_after_ctrl_c_and_resume(tmp_path):
     a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [4, 8, 10]
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    # a run that ended off the grid (10) and is extended to 12: its line at 12 still averages
+    # steps 9..12, as in a straight 12-step run
+    train(toy_config(tmp_path / "c", steps=12, **kw), net=make_net(), dataset=data)
+    train(toy_config(tmp_path / "a", steps=12, **kw), resume=True, net=make_net(), dataset=data)
+    a, c = _metrics(tmp_path / "a"), _metrics(tmp_path / "c")
+    assert [r["step"] for r in a] == [4, 8, 10, 12] and [r["step"] for r in c] == [4, 8, 12]
+    assert a[-1]["loss"] == c[-1]["loss"]
 
 
 def test_resume_refuses_a_checkpoint_of_another_network(tmp_path):

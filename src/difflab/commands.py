@@ -62,7 +62,8 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
     out = Path(out) if out is not None else Path(run) / "samples" / f"sample-{seed}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     written = save_samples(x, out, title=f"{sampler}, {steps} NFE",
-                           nrow=_nrow(num, num_classes if cond is not None else 0))
+                           nrow=_nrow(num, num_classes if cond is not None and label is None
+                                      else 0))
     if written is None:
         raise ValueError(f"cannot draw samples of shape {tuple(x.shape[1:])} as a picture")
     gif_path = denoising_gif(frames, gif, nrow=_nrow(num, num_classes)) if (

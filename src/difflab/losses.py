@@ -48,7 +48,8 @@ def weight(name: str, t: Tensor, schedule: Schedule, prediction: str = "eps", *,
         return torch.ones_like(t)
     if name == "min_snr":
         snr = (alpha / sigma) ** 2
-        return torch.clamp(snr, max=gamma) / snr * c  # = min(SNR, gamma) / SNR in eps units
+        ratio = torch.where(snr > gamma, gamma / snr, torch.ones_like(snr))  # min(SNR, g) / SNR
+        return ratio * c  # in eps units; at SNR = 0: 1 for eps, 0 for x0 and v
     if name in ("elbo", "vlb"):
         return -0.5 * schedule.dlogsnr_dt(t) * c
     raise ValueError(f"unknown weighting {name!r}; choose one of {', '.join(WEIGHTINGS)}")

@@ -3,6 +3,7 @@ section 3)."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
@@ -37,19 +38,22 @@ def sample(model: Callable, schedule: str | Schedule, *, shape: Sequence[int] | 
     """
     spec = samplers.get(sampler)
     sched = get_schedule(schedule)
+    if sampler not in EXACT_AT_ZERO_SNR:  # they step in log-SNR or divide by alpha
+        sched = sched.with_finite_terminal_snr()
     if prediction is None:
         prediction = getattr(model, "prediction", "eps")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"the sampler state must be float32 or float64, got {dtype}")
     if times is None:
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
             raise ValueError(f"steps must be a positive integer (network evaluations), "
                              f"got {steps!r}")
-        times = nfe_grid(sampler, steps, sched, spacing, **options)
+        times = nfe_grid(sampler, int(steps), sched, spacing, **options)
     ts = samplers.check_times(times)
 
     if x_T is not None:
-        x = x_T.to(device=device or x_T.device, dtype=dtype)
+        device = device if device is not None else x_T.device
+        x = x_T.to(device=device, dtype=dtype)
         shape = tuple(x.shape)
     elif shape is None:
         raise ValueError("give the sample shape (B, ...) with shape=..., or the starting x_T")
@@ -94,4 +98,8 @@ def nfe_grid(sampler: str, steps: int, schedule: Schedule, spacing: str | None =
     return get_times(spacing or spec.spacing, spec.intervals(steps, options), schedule)
 
 
-__all__ = ["sample", "SamplingError", "nfe_grid"]
+EXACT_AT_ZERO_SNR = ("ddpm", "ddim")
+"""Samplers that run on a zero-terminal-SNR schedule as it is (alpha(1) = 0); the others use
+`schedule.with_finite_terminal_snr()` (docs/conventions.md)."""
+
+__all__ = ["sample", "SamplingError", "nfe_grid", "EXACT_AT_ZERO_SNR"]

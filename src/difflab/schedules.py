@@ -11,6 +11,7 @@ All schedule arithmetic is float64; callers cast to their state dtype.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 
 import torch
@@ -63,6 +64,11 @@ class Schedule:
     def sigma_hat(self, t) -> Tensor:
         """sigma / alpha: the noise level in the EDM / k-diffusion coordinates x_hat = x / alpha."""
         return torch.exp(-0.5 * self.logsnr(t))
+
+    def with_finite_terminal_snr(self) -> Schedule:
+        """This schedule, or, where logsnr(1) = -inf (zero terminal SNR), a copy whose last
+        logsnr is finite, for the samplers that divide by alpha or step in log-SNR."""
+        return self
 
     def t_of_logsnr(self, l) -> Tensor:
         """Inverse of logsnr by bisection on [0, 1] (subclasses override with closed forms)."""
@@ -175,6 +181,19 @@ class DiscreteSchedule(VPSchedule):
             raise ValueError("alpha_bar must be strictly decreasing")
         self._l_on = {self._l.device: self._l}
 
+    def with_finite_terminal_snr(self) -> DiscreteSchedule:
+        """Zero terminal SNR (alpha_bar_T = 0): the copy with the last logsnr extrapolated
+        linearly from the two before it, l_T = 2 l_{T-1} - l_{T-2} (about -20 for `linear`,
+        alpha_bar_T ~ 1e-9), so x / alpha and log-SNR steps stay finite. diffusers sets
+        alpha_bar_T = 2^-24 for the same purpose, which is not below alpha_bar_{T-1} for every
+        schedule. Otherwise this schedule itself."""
+        if bool(torch.isfinite(self._l[-1])):
+            return self
+        l_end = 2 * self._l[-2] - self._l[-3]
+        ac = self.alphas_cumprod.clone()
+        ac[-1] = torch.sigmoid(l_end)
+        return DiscreteSchedule.from_alphas_cumprod(ac, name=f"{self.name}, finite end")
+
     def _grid(self, device: torch.device) -> Tensor:
         """The logsnr grid on `device` (copied there once): times on a GPU index it there."""
         if device not in self._l_on:
@@ -197,7 +216,7 @@ class DiscreteSchedule(VPSchedule):
         u = (_t(t) * self.T).clamp(max=self.T)
         k = torch.clamp(torch.floor(u), 1, self.T - 1).long()
         # the segment ending at an exact grid point (u integer) is the one to its left
-        k = torch.where((u == torch.floor(u)) & (k > 1) & (u > 1), k - 1, k)
+        k = torch.where((u == torch.floor(u)) & (u > 1) & (u < self.T), k - 1, k)
         L = self._grid(u.device)
         return (L[k] - L[k - 1]) * self.T
 
@@ -356,8 +375,9 @@ def _spaced(name: str, n: int, sched: Schedule, t_start: float, t_end: float, rh
             skip_logsnr: float, skip: float) -> Tensor:
     i = torch.arange(n, dtype=torch.float64)
     frac = i / max(n - 1, 1)  # 0 .. 1
-    if name == "uniform":  # DDIM's uniform skip (diffusers "leading"): t_end + k / n
-        return t_end + (n - 1 - i) * t_start / n
+    if name == "uniform":  # DDIM's uniform skip (diffusers "leading"): t_end + k t_start / n
+        step = t_start / n if n == 1 else min(t_start / n, (t_start - t_end) / (n - 1))
+        return t_end + (n - 1 - i) * step
     if name == "trailing":  # Lin et al. 2024, Table 2: starts at t_start, steps of t_start / n
         return t_start * (1 - i / n)
     if name == "linear":  # evenly from t_start to t_end, both included
@@ -389,15 +409,19 @@ def get_times(spacing: str, steps: int, schedule: Schedule, *, t_start: float = 
     """A descending grid of `steps` nonzero times followed by 0 (so `steps` intervals).
 
     t_start: the first time (1 by default); t_end: the last nonzero time (schedule.t_min by
-    default). `uniform` and `trailing` are the DDIM / diffusers "leading" and "trailing" spacings;
-    `logsnr_skip` evaluates once at t_start (where x0_hat is only the data mean), then goes
-    uniformly in log-SNR from skip_logsnr to t_end (docs/samplers.md).
+    default; `trailing` ignores it: its last nonzero time is t_start / steps). `uniform` and
+    `trailing` are the DDIM / diffusers "leading" and "trailing" spacings; `logsnr_skip`
+    evaluates once at t_start (where x0_hat is only the data mean), then goes uniformly in
+    log-SNR from skip_logsnr to t_end (docs/samplers.md).
     """
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    steps = int(steps)
     t_end = schedule.t_min if t_end is None else t_end
     if not 0 < t_end <= t_start <= 1:
         raise ValueError(f"need 0 < t_end <= t_start <= 1, got t_end={t_end}, t_start={t_start}")
+    if steps > 1 and t_end == t_start and spacing != "trailing":
+        raise ValueError(f"{steps} steps need t_end < t_start, got both {t_start}")
     ts = _spaced(spacing, steps, schedule, t_start, t_end, rho, skip_logsnr, skip)
     ts = ts.to(torch.float64)
     return torch.cat([ts, ts.new_zeros(1)])

@@ -179,16 +179,23 @@ CIFAR10_ARCHIVE = Resource("cifar-10-python.tar.gz",
                            md5="c58f30108f718f92721af3b95e74349a")
 
 
-def _eight_bit(img):
+def _sixteen_bit(img) -> bool:
+    """Whether an opened (not yet loaded) PIL image stores 16-bit samples: its mode or the raw
+    mode of its data (some Pillow versions open 16-bit PNGs as mode I)."""
+    raw = " ".join(str(t[3]) for t in (getattr(img, "tile", None) or []) if len(t) > 3)
+    return "16" in img.mode or "16" in raw
+
+
+def _eight_bit(img, sixteen: bool):
     """16- and 32-bit greyscale images (PIL modes I;16*, I) scaled to 8 bits: PIL's own
-    convert("L") would clip them at 255 instead. 16-bit PNGs (and I-mode values above 255) use
-    the full 0..65535 range."""
+    convert("L") would clip them at 255 instead. 16-bit data use the full 0..65535 range; other
+    I-mode images are taken as 8-bit unless a value exceeds 255."""
     if not img.mode.startswith("I"):
         return img
     from PIL import Image
 
     arr = np.asarray(img, dtype=np.float64)
-    top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+    top = 65535.0 if sixteen or arr.max() > 255 else 255.0
     return Image.fromarray((arr * (255.0 / top)).round().clip(0, 255).astype(np.uint8), "L")
 
 
@@ -337,7 +344,8 @@ class ImageFolder(LabeledDataset):
         path = self.files[i]
         with self._open(path) as img:
             try:
-                img = _eight_bit(ImageOps.exif_transpose(img))
+                sixteen = _sixteen_bit(img)  # before loading: the file's own pixel format
+                img = _eight_bit(ImageOps.exif_transpose(img), sixteen)
                 img = img.convert("RGB" if self.channels == 3 else "L")
                 arr = center_crop_arr(img, self.image_size)
             except Exception as e:  # truncated or corrupt data behind a valid header

@@ -41,7 +41,10 @@ def _heun_intervals(nfe: int, options: dict) -> int:
 
 
 def _pc_intervals(nfe: int, options: dict) -> int:
-    return max(1, nfe // (1 + options.get("corrector_steps", 1)))
+    k = options.get("corrector_steps", 1)
+    if not isinstance(k, int) or k < 0:
+        raise ValueError(f"corrector_steps must be an integer >= 0, got {k!r}")
+    return max(1, nfe // (1 + k))
 
 
 _REGISTRY: dict[str, SamplerSpec] = {

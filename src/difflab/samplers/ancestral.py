@@ -14,8 +14,7 @@ def _posterior(model: Denoiser, t: float, s: float):
     mean = c_x0 x0 + c_xt x_t, variance var_small; var_large = sigma_{t|s}^2."""
     a_t, s_t = model.alpha_sigma(t)
     a_s, s_s = model.alpha_sigma(s)
-    l_t, l_s = 2 * math.log(a_t / s_t), 2 * math.log(a_s / s_s)
-    one_minus = -math.expm1(l_t - l_s)  # 1 - SNR(t) / SNR(s)
+    one_minus = 1 - (a_t * s_s) ** 2 / (a_s * s_t) ** 2  # 1 - SNR(t) / SNR(s); 1 at alpha_t = 0
     var_large = s_t**2 * one_minus  # sigma_{t|s}^2 = sigma_t^2 - (a_t/a_s)^2 sigma_s^2
     var_small = s_s**2 * one_minus  # sigma_{t|s}^2 sigma_s^2 / sigma_t^2
     c_x0 = a_s * one_minus
@@ -45,6 +44,8 @@ def ddim(model: Denoiser, x: Tensor, times: list[float], *, noise, callback: Cal
          eta: float = 0.0) -> Tensor:
     """DDIM (Song et al. 2021a, eq. 12 with sigma_t(eta) of eq. 16); eta = 0 is deterministic,
     eta = 1 is DDPM with the small variance."""
+    if not eta >= 0:
+        raise ValueError(f"eta must be >= 0 (0: deterministic, 1: DDPM), got {eta}")
     for i, (t, s) in enumerate(zip(times[:-1], times[1:], strict=True)):
         x0_hat, eps_hat = model(x, t)
         if callback is not None:

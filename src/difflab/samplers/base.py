@@ -31,6 +31,10 @@ class Denoiser:
                  guidance: float | None = None, uncond=None, clip_x0: float | None = None,
                  bf16: bool = False):
         self.net, self.schedule, self.bf16 = net, schedule, bool(bf16)
+        # A torch module computes in its parameters' dtype: the state is cast to it and back.
+        params = net.parameters() if isinstance(net, torch.nn.Module) else iter(())
+        first = next((p for p in params if p.is_floating_point()), None)
+        self.net_dtype = first.dtype if first is not None else None
         self.prediction = check_prediction(prediction)
         self.cond, self.guidance, self.uncond = cond, guidance, uncond
         if clip_x0 is not None and not clip_x0 > 0:
@@ -49,10 +53,13 @@ class Denoiser:
         return float(self.schedule.sigma_hat(t))
 
     def _net(self, x: Tensor, tb: Tensor, cond) -> Tensor:
+        x_in, t_in = x, tb
+        if self.net_dtype is not None and x.dtype != self.net_dtype:  # float64 state, float32 net
+            x_in, t_in = x.to(self.net_dtype), tb.to(self.net_dtype)
         # Only when asked: a disabled autocast would switch off the caller's own autocast.
         amp = torch.autocast(x.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with amp:
-            out = self.net(x, tb, cond) if cond is not None else self.net(x, tb)
+            out = self.net(x_in, t_in, cond) if cond is not None else self.net(x_in, t_in)
         if not isinstance(out, Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(f"the network returned {got} for an input of shape "

@@ -50,6 +50,6 @@ def pc(model: Denoiser, x: Tensor, times: list[float], *, noise, callback: Callb
         if s == 0:  # final denoise
             return x0_hat
         a_s, s_s = model.alpha_sigma(s)
-        G2 = s_t**2 * -math.expm1(2 * math.log(a_t / s_t) - 2 * math.log(a_s / s_s))
+        G2 = s_t**2 * (1 - (a_t * s_s) ** 2 / (a_s * s_t) ** 2)  # s_t^2 (1 - SNR_t / SNR_s)
         x = (x - G2 / s_t * eps_hat) * (a_s / a_t) + math.sqrt(G2) * noise()
     return x

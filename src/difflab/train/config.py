@@ -148,8 +148,8 @@ class TrainConfig:
              and all(_is_num(b) and 0 <= b < 1 for b in self.adam_betas),
              "adam_betas", "must be two numbers in [0, 1)")
         need(self.seed < 2**63, "seed", "must be below 2**63")
-        need(re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None, "device",
-             "choose auto, cpu, cuda or cuda:N")
+        need(re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device) is not None, "device",
+             "choose auto, cpu, cuda, cuda:N or mps")
         need(self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip >= 0),
              "grad_clip", "must be None or a number >= 0")
         need(_is_num(self.ema_decay) and 0 <= self.ema_decay < 1, "ema_decay",

@@ -235,8 +235,11 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"]:  # this process's GPU (resume may see others)
-        torch.cuda.set_rng_state(state["cuda"][0], device)
+    cuda = state["cuda"]
+    if device.type == "cuda" and cuda:  # this process's GPU (resume may see fewer GPUs)
+        # one entry since this format; every visible GPU's in checkpoints written before it
+        mine = cuda[device.index] if len(cuda) > 1 and device.index < len(cuda) else cuda[0]
+        torch.cuda.set_rng_state(mine, device)
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     version, internal, gauss = state["python"]
