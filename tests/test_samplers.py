@@ -331,6 +331,14 @@ def test_bad_input_errors():
         difflab.sample(model, sched, shape=(2, 2), sampler="ddim", eta=-0.5)
     with pytest.raises(ValueError, match="corrector_steps must be an integer >= 0"):
         difflab.sample(model, sched, shape=(2, 2), sampler="pc", corrector_steps=-1)
+    with pytest.raises(ValueError, match="pc spends 2 evaluations a step"):
+        difflab.sample(model, sched, shape=(2, 2), sampler="pc", steps=1)
+
+    def unconditional(x, t):
+        return torch.zeros_like(x)
+
+    with pytest.raises(ValueError, match="cond= was given, but the network takes only"):
+        difflab.sample(unconditional, sched, shape=(2, 2), cond=torch.zeros(2))
     assert difflab.sample(model, sched, shape=(2, 2), steps=np.int64(3)).shape == (2, 2)
 
     def wrong_shape(x, t, cond=None):

@@ -44,7 +44,10 @@ def _pc_intervals(nfe: int, options: dict) -> int:
     k = options.get("corrector_steps", 1)
     if not isinstance(k, int) or k < 0:
         raise ValueError(f"corrector_steps must be an integer >= 0, got {k!r}")
-    return max(1, nfe // (1 + k))
+    if nfe < 1 + k:
+        raise ValueError(f"pc spends {1 + k} evaluations a step (corrector_steps={k}): give "
+                         f"steps >= {1 + k}")
+    return nfe // (1 + k)
 
 
 _REGISTRY: dict[str, SamplerSpec] = {

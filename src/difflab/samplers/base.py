@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -42,6 +43,9 @@ class Denoiser:
         self.clip_x0 = clip_x0
         if guidance is not None and cond is None:
             raise ValueError("guidance needs a condition: pass cond=... (and uncond= its null)")
+        if cond is not None and not _takes_three_arguments(net):
+            raise ValueError("cond= was given, but the network takes only (x, t): it is not "
+                             "conditional")
         self.nfe = 0
 
     def alpha_sigma(self, t: float) -> tuple[float, float]:
@@ -82,6 +86,18 @@ class Denoiser:
             x0_hat = x0_hat.clamp(-self.clip_x0, self.clip_x0)
             eps_hat = (x - alpha * x0_hat) / sigma
         return x0_hat, eps_hat
+
+
+def _takes_three_arguments(net: Callable) -> bool:
+    """Whether net(x, t, cond) binds (a module: its forward); True when it cannot be told."""
+    fn = net.forward if isinstance(net, torch.nn.Module) else net
+    try:
+        inspect.signature(fn).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:  # no signature (some builtins)
+        return True
+    return True
 
 
 def check_times(times) -> list[float]:
