@@ -45,7 +45,8 @@ def test_train_info_sample_and_mistakes(tmp_path, capsys, monkeypatch):
 
     for bad, says in ((["--num", "0"], "--num must be a positive"),
                       (["--gif", str(tmp_path / "g.gif")], "--gif needs an image run"),
-                      (["--out", str(tmp_path)], "is a directory")):
+                      (["--out", str(tmp_path)], "give a file name ending in .png"),
+                      (["--gif", str(tmp_path / "g.png")], "ending in .gif")):
         assert main(["sample", str(run), *bad]) == 2
         err = _err(capsys)
         assert says in err and len(err.splitlines()) == 1, err
@@ -83,6 +84,23 @@ def test_train_from_a_config_file(tmp_path, capsys):
     assert json.dumps(saved).count("0.002") >= 1
     with pytest.raises(SystemExit):
         main(["train", "moons", "--no-such-field", "1"])
+
+
+def test_resume_from_a_preset_uses_the_runs_own_config(tmp_path, capsys):
+    run = tmp_path / "d"
+    common = ["--sample-every", "0", "--no-progress", "--run-dir", str(run)]
+    assert main(["train", "moons", "--steps", "3", "--lr", "0.0005", *common]) == 0
+    assert main(["train", "moons", "--steps", "5", "--resume", *common]) == 0  # lr as stored
+    saved = json.loads((run / "config.json").read_text())["config"]
+    assert saved["lr"] == 0.0005 and saved["steps"] == 5
+    assert main(["train", "moons", "--steps", "6", "--lr", "0.1", "--resume", *common]) == 2
+    assert "cannot resume" in _err(capsys)
+    assert main(["train", "moons", "--steps", "6", "--resume", "--force", *common]) == 2
+    assert "exclude each other" in _err(capsys)
+    assert main(["train", "moons", "--dataset-kwargs", '{"nope": 1}', "--run-dir",
+                 str(tmp_path / "x")]) == 2
+    err = _err(capsys)
+    assert "dataset 'moons' has no option 'nope'; its options:" in err and "_" not in err[:8]
 
 
 def test_dict_fields_take_json(tmp_path, capsys):

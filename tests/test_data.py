@@ -357,7 +357,8 @@ def test_corrupt_or_wrong_batches_are_refused(tmp_path):
     with pytest.raises(ValueError, match="test_batch: CIFAR-10 labels must be integers"):
         get_dataset("cifar10", root=tmp_path, split="test")
     (folder / "test_batch").unlink()
-    with pytest.raises(FileNotFoundError, match="missing test_batch"):
+    with pytest.raises(FileNotFoundError, match=r"missing test_batch in .*; extract .* into "
+                                                 r".* \(it holds cifar-10-batches-py/\)"):
         get_dataset("cifar10", root=tmp_path, split="test")
 
 

@@ -44,9 +44,11 @@ class TrainCommand:
     config: tyro.conf.OmitArgPrefixes[TrainConfig]
     """The training configuration (every field can be overridden)."""
     resume: bool = False
-    """Continue the run in config.run_dir from its latest checkpoint."""
+    """Continue the run in --run-dir from its latest checkpoint, with its own config.json
+    (fields given here, such as --steps, override it)."""
     force: bool = False
-    """Start again in an existing run directory, deleting its checkpoints and samples."""
+    """Start again in an existing run directory, deleting its checkpoints, samples, metrics and
+    config."""
 
 
 DICT_FIELDS = ("net_kwargs", "dataset_kwargs", "schedule_kwargs")
@@ -99,13 +101,22 @@ def cmd_train(argv: list[str]) -> int:
                          + ") or give --config-file FILE")
 
     rest, dicts = _pop_dict_options(rest)
-    base = base or TrainConfig()
-    merged = {name: {**getattr(base, name), **d} for name, d in dicts.items()}  # keys added
-    default = TrainCommand(config=dataclasses.replace(base, **merged))
-    args = tyro.cli(TrainCommand, args=rest, default=default, prog="difflab train",
-                    description="Train a diffusion model. Presets: " + ", ".join(TRAIN_PRESETS)
-                    + ". The dict fields take JSON objects, merged into the preset's: "
-                    "--net-kwargs, --dataset-kwargs, --schedule-kwargs.")
+
+    def parse(base: TrainConfig) -> TrainCommand:
+        merged = {name: {**getattr(base, name), **d} for name, d in dicts.items()}  # keys added
+        default = TrainCommand(config=dataclasses.replace(base, **merged))
+        return tyro.cli(TrainCommand, args=rest, default=default, prog="difflab train",
+                        description="Train a diffusion model: difflab train PRESET [--FIELD "
+                        "VALUE ...], or difflab train --config-file FILE [...]. Presets: "
+                        + ", ".join(TRAIN_PRESETS) + ". The dict fields take JSON objects, "
+                        "merged into the preset's: --net-kwargs, --dataset-kwargs, "
+                        "--schedule-kwargs. With --resume the run's own config.json is the "
+                        "base and the fields given override it.")
+
+    args = parse(base or TrainConfig())
+    stored = Path(args.config.run_dir) / "config.json"
+    if args.resume and stored.is_file():  # continue the run as it was configured
+        args = parse(TrainConfig.from_json(stored))
     run = train(args.config, resume=args.resume, force=args.force)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, the first process speaks
         print(f"difflab: run in {run}")
@@ -133,11 +144,12 @@ class SampleArgs:
     label: int | None = None
     """Class label for every sample (class-conditional runs); None: unconditional."""
     guidance: float | None = None
-    """Classifier-free guidance weight (with --label)."""
+    """Classifier-free guidance weight w, out_uncond + w (out_cond - out_uncond), for a
+    class-conditional run: towards --label, or each row's class of the grid."""
     out: Path | None = None
     """Output PNG (default RUN/samples/sample-SEED.png)."""
     gif: Path | None = None
-    """Also write a GIF of the denoising: x0_hat and x_t side by side over the steps."""
+    """Also write a GIF (.gif) of the denoising: x_t and x0_hat side by side over the steps."""
     bf16: bool = False
     """Run the network under bfloat16 autocast: 2-3x faster on CPUs with bf16 instructions
     (AMX, AVX512-BF16), slower on others; the sampler itself stays in float32."""

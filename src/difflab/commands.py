@@ -36,8 +36,10 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
 
     if not isinstance(num, int) or num < 1:
         raise ValueError(f"--num must be a positive number of samples, got {num}")
-    if out is not None and Path(out).is_dir():
-        raise ValueError(f"--out {out} is a directory; give a file name ending in .png")
+    if out is not None and (Path(out).is_dir() or Path(out).suffix.lower() != ".png"):
+        raise ValueError(f"--out {out}: give a file name ending in .png")
+    if gif is not None and (Path(gif).is_dir() or Path(gif).suffix.lower() != ".gif"):
+        raise ValueError(f"--gif {gif}: give a file name ending in .gif")
     config, _, ema = load_run(run)
     num_classes = getattr(getattr(ema, "config", None), "num_classes", 0) or 0
     cond = _labels(num, num_classes if config.class_cond else 0, label)

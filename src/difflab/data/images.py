@@ -132,7 +132,8 @@ def load_idx_split(spec: IdxSpec, root: str | Path | None = None, split: str = "
     if missing:
         raise FileNotFoundError(
             f"{spec.name} ({split}): missing {', '.join(missing)} in {folder}; place the standard "
-            f"IDX files there (from {spec.mirrors[0]}) or pass download=True")
+            f"IDX files there (from {spec.mirrors[0]}) or pass download=True (on the command "
+            f"line: --dataset-kwargs '{{\"download\": true}}')")
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     _check_idx_pair(spec, paths, images, labels)
     return torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64))
@@ -247,7 +248,8 @@ def load_cifar10(root: str | Path | None = None, split: str = "train",
     if missing:
         raise FileNotFoundError(
             f"cifar10 ({split}): missing {', '.join(missing)} in {folder}; extract "
-            f"{CIFAR10_ARCHIVE.urls[0]} there or pass download=True")
+            f"{CIFAR10_ARCHIVE.urls[0]} into {folder.parent} (it holds {folder.name}/) or pass "
+            f"download=True (on the command line: --dataset-kwargs '{{\"download\": true}}')")
     parts = [read_cifar_batch(folder / n) for n in names]
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -56,6 +58,14 @@ def dataset_info(name: str) -> DatasetInfo:
 def get_dataset(name: str, root: str | None = None, **kw) -> LabeledDataset:
     """The dataset `name` (see available_datasets()); `root` is where its files are, if any."""
     info = dataset_info(name)
-    ds = info.builder(root, **kw)
+    try:
+        ds = info.builder(root, **kw)
+    except TypeError as e:  # an option the dataset does not have
+        bad = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if bad is None:
+            raise
+        params = [p for p in inspect.signature(info.builder).parameters if p != "root"]
+        raise ValueError(f"dataset {info.name!r} has no option {bad.group(1)!r}; its options: "
+                         f"{', '.join(params) or 'none'}") from None
     ds.name = info.name
     return ds

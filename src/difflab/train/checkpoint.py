@@ -223,6 +223,10 @@ def _load_reason(e: BaseException) -> str:
                 f"(a pickle that could run code); nothing was executed")
     if "central directory" in text or "zip archive" in text or isinstance(e, EOFError):
         return "the file is truncated or damaged"
+    m = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    if m or "weights_only" in text:  # never pass on torch's advice to load it unsafely
+        why = m.group(1).strip() if m else "not only tensors and plain values"
+        return (f"{why} (a pickle that could run code; nothing was executed)")
     return one_line(Exception(text))
 
 

@@ -191,8 +191,9 @@ def _check_run_dir(cfg: TrainConfig, resume: bool, force: bool) -> str | None:
             return (f"cannot resume {run} with a different config ({diffs}); only "
                     f"{', '.join(sorted(RESUMABLE_FIELDS))} may change")
     elif exists and not force:
-        return (f"run directory {run} already exists: pass resume=True to continue it, or "
-                f"force=True to start it again (deleting its checkpoints, samples and metrics)")
+        return (f"run directory {run} already exists: continue it with resume=True (--resume), "
+                f"or start it again with force=True (--force), which deletes its checkpoints, "
+                f"samples, metrics and config")
     return None
 
 
@@ -603,7 +604,7 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, *,
         raise TrainError(f"train() needs a TrainConfig, got {type(config).__name__}")
     cfg = TrainConfig.from_dict(config.to_dict())  # a validated copy
     if resume and force:
-        raise TrainError("pass resume=True or force=True, not both")
+        raise TrainError("resume (--resume) and force (--force) exclude each other: pass one")
     d = init(cfg.device)
     problem = _check_run_dir(cfg, resume, force) if d.is_main else None
     problem = d.broadcast(problem)
