@@ -283,7 +283,7 @@ def test_existing_run_directory_is_not_overwritten(tmp_path):
     with pytest.raises(TrainError, match=r"cannot resume .* \(lr 0.003 -> 0.1\)") as e:
         train(cfg.replace(lr=0.1, steps=8), resume=True, net=make_net(), dataset=data)
     assert "\n" not in str(e.value)
-    with pytest.raises(TrainError, match="not both"):
+    with pytest.raises(TrainError, match="exclude each other"):
         train(cfg, resume=True, force=True, net=make_net(), dataset=data)
     with pytest.raises(TrainError, match="nothing to resume"):
         train(toy_config(tmp_path / "new"), resume=True, net=make_net(), dataset=data)
