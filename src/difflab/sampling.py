@@ -38,7 +38,7 @@ def sample(model: Callable, schedule: str | Schedule, *, shape: Sequence[int] | 
     """
     spec = samplers.get(sampler)
     sched = get_schedule(schedule)
-    if sampler not in EXACT_AT_ZERO_SNR:  # they step in log-SNR or divide by alpha
+    if not spec.zero_snr:  # it steps in log-SNR or divides by alpha
         sched = sched.with_finite_terminal_snr()
     if prediction is None:
         prediction = getattr(model, "prediction", "eps")
@@ -95,11 +95,9 @@ def sample(model: Callable, schedule: str | Schedule, *, shape: Sequence[int] | 
 def nfe_grid(sampler: str, steps: int, schedule: Schedule, spacing: str | None = None, **options):
     """The time grid `sample` uses for a sampler at a budget of `steps` evaluations."""
     spec = samplers.get(sampler)
+    if not spec.zero_snr:  # as `sample` runs it
+        schedule = schedule.with_finite_terminal_snr()
     return get_times(spacing or spec.spacing, spec.intervals(steps, options), schedule)
 
 
-EXACT_AT_ZERO_SNR = ("ddpm", "ddim")
-"""Samplers that run on a zero-terminal-SNR schedule as it is (alpha(1) = 0); the others use
-`schedule.with_finite_terminal_snr()` (docs/conventions.md)."""
-
-__all__ = ["sample", "SamplingError", "nfe_grid", "EXACT_AT_ZERO_SNR"]
+__all__ = ["sample", "SamplingError", "nfe_grid"]

@@ -26,6 +26,9 @@ class SamplerSpec:
     spacing: str
     stochastic: bool
     intervals: Callable[[int, dict], int]  # (NFE budget, options) -> number of grid intervals
+    zero_snr: bool = False
+    """Runs on a zero-terminal-SNR schedule as it is (alpha(1) = 0); the others are given
+    `schedule.with_finite_terminal_snr()` by `difflab.sample` (docs/conventions.md)."""
 
     @property
     def doc(self) -> str:
@@ -51,8 +54,8 @@ def _pc_intervals(nfe: int, options: dict) -> int:
 
 
 _REGISTRY: dict[str, SamplerSpec] = {
-    "ddpm": SamplerSpec(ddpm, "trailing", True, _one_per_step),
-    "ddim": SamplerSpec(ddim, "trailing", False, _one_per_step),
+    "ddpm": SamplerSpec(ddpm, "trailing", True, _one_per_step, zero_snr=True),
+    "ddim": SamplerSpec(ddim, "trailing", False, _one_per_step, zero_snr=True),
     "euler_maruyama": SamplerSpec(euler_maruyama, "trailing", True, _one_per_step),
     "pc": SamplerSpec(pc, "trailing", True, _pc_intervals),
     "euler": SamplerSpec(euler, "karras", False, _one_per_step),
