@@ -43,3 +43,17 @@ def test_scatter_without_matplotlib_writes_a_density_image(tmp_path, monkeypatch
     pts = np.random.default_rng(0).normal(size=(500, 2))
     scatter_png(pts, tmp_path / "hist.png")
     assert _png_size(tmp_path / "hist.png") == (256, 256)
+
+
+def test_loss_curve_from_metrics_records(tmp_path):
+    pytest.importorskip("matplotlib")
+    from difflab.pictures import loss_curve
+    from difflab.train import read_metrics
+
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(f'{{"step": {s}, "loss": {1 / s}}}\n' for s in range(1, 11))
+                   + '{"step": 11, "lo')  # a crash in the middle of the last line
+    rows = read_metrics(log)
+    assert [r["step"] for r in rows] == list(range(1, 11))
+    assert read_metrics(tmp_path / "missing.jsonl") == []
+    assert _png_size(loss_curve(rows, tmp_path / "loss.png", "t")) == (600, 350)

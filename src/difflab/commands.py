@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -94,22 +93,13 @@ def _item_shape(config, net) -> tuple[int, ...]:
 
 def run_info(run: Path) -> str:
     """A few lines on what a run is: config, progress, last loss, checkpoints."""
-    from .train import list_checkpoints, load_config
+    from .train import list_checkpoints, load_config, read_metrics
 
     run = Path(run)
     cfg = load_config(run)
     ckpts = list_checkpoints(run / "checkpoints")
-    last = None
-    metrics = run / "metrics.jsonl"
-    if metrics.is_file():  # the last complete line (a crash can leave half a line)
-        for ln in reversed(metrics.read_text().splitlines()):
-            try:
-                last = json.loads(ln)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(last, dict) and "loss" in last and "step" in last:
-                break
-            last = None
+    rows = read_metrics(run / "metrics.jsonl")
+    last = rows[-1] if rows else None
     done = int(ckpts[-1].name.split("-")[-1]) if ckpts else 0
     lines = [
         f"run          {run}",
@@ -130,7 +120,7 @@ def demo_digits(out: Path, *, force: bool = True) -> Path:
     """Train `unet-digits` on the 8x8 digits (the `digits` preset), then write a sample grid
     (one row per class), a denoising GIF and the loss curve to `out`."""
     from .pictures import loss_curve
-    from .train import train
+    from .train import read_metrics, train
     from .train.presets import TRAIN_PRESETS
 
     t0 = time.perf_counter()
@@ -141,7 +131,7 @@ def demo_digits(out: Path, *, force: bool = True) -> Path:
     trained = time.perf_counter() - t0
     grid, gif = sample_run(run, sampler="unipc", steps=20, num=100, seed=0,
                            out=run / "samples.png", gif=run / "denoising.gif")
-    curve = loss_curve(run / "metrics.jsonl", run / "loss.png",
+    curve = loss_curve(read_metrics(run / "metrics.jsonl"), run / "loss.png",
                        title=f"{cfg.net} on {cfg.dataset}")
     print(f"difflab demo: trained in {trained:.0f} s; wrote\n  {grid}  (100 samples, one row "
           f"per digit, unipc 20 NFE)\n  {gif}  (x_t and x0_hat over the steps)\n  {curve}  "

@@ -150,17 +150,14 @@ def denoising_gif(frames: list[tuple[Tensor, Tensor]], path: str | Path, *, nrow
     return path
 
 
-def loss_curve(metrics_jsonl: str | Path, path: str | Path, title: str = "") -> Path:
-    """A PNG of the training loss (and its running mean) from a run's metrics.jsonl."""
-    import json
-
+def loss_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """A PNG of the training loss (and its running mean) from a run's metrics records
+    ({step, loss, ...}, as `difflab.train.read_metrics` gives them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line]
-    rows = [r for r in rows if "loss" in r]
     steps = np.array([r["step"] for r in rows])
     loss = np.array([r["loss"] for r in rows])
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -11,8 +11,8 @@ The same call runs on many processes under `torchrun --nproc_per_node K` (distri
 from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
 from .config import RESUMABLE_FIELDS, TrainConfig, TrainError
 from .ema import ema_decay_at, make_ema
-from .trainer import TrainInterrupted, load_config, load_run, train
+from .trainer import TrainInterrupted, load_config, load_run, read_metrics, train
 
 __all__ = ["TrainConfig", "TrainError", "CheckpointError", "TrainInterrupted", "train",
            "load_run", "load_config", "latest_checkpoint", "list_checkpoints", "make_ema",
-           "ema_decay_at", "RESUMABLE_FIELDS"]
+           "ema_decay_at", "RESUMABLE_FIELDS", "read_metrics"]

@@ -205,18 +205,28 @@ def _clear_run_dir(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
 
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume: drop the lines logged after the checkpoint (they will be logged again)."""
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The complete records of a run's metrics.jsonl ({step, loss, lr, images_per_s}), in
+    order; a line a crash left half-written is skipped, a missing file gives []."""
+    path = Path(path)
     if not path.is_file():
-        return
-    keep = []
+        return []
+    rows = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line)["step"] <= step:
-                keep.append(line)
-        except (ValueError, KeyError, TypeError):
+            row = json.loads(line)
+        except ValueError:
             continue
-    _write_text_atomic(path, "".join(x + "\n" for x in keep))
+        if isinstance(row, dict) and "step" in row and "loss" in row:
+            rows.append(row)
+    return rows
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume: drop the lines logged after the checkpoint (they will be logged again)."""
+    if path.is_file():
+        keep = [row for row in read_metrics(path) if row["step"] <= step]
+        _write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in keep))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -676,5 +686,5 @@ def load_run(run_dir: str | Path, *, net: nn.Module | Callable[[], nn.Module] | 
     return cfg, model, ema
 
 
-__all__ = ["train", "load_run", "load_config", "Trainer", "TrainInterrupted", "build_net",
-           "build_dataset"]
+__all__ = ["train", "load_run", "load_config", "read_metrics", "Trainer", "TrainInterrupted",
+           "build_net", "build_dataset"]
