@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from difflab.compare import format_table, noise_floor, sampler_table
 from difflab.data.mixture import GaussianMixture
+from difflab.eval.compare import format_table, noise_floor, sampler_table
 
 
 def main() -> None:

@@ -7,8 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from difflab.compare import plot_samples
-from difflab.data.mixture import GaussianMixture
 from difflab.pictures import scatter_panels, scatter_png
 
 
@@ -31,11 +29,6 @@ def test_scatter_pictures(tmp_path):
     assert _png_size(tmp_path / "two.png") == (2 * 300, 300)  # no empty columns
     with pytest.raises(ValueError, match="at least one"):
         scatter_panels([], tmp_path / "none.png")
-
-    mixture = GaussianMixture.preset("2d")
-    kept = {"euler": mixture.sample(300, seed=1), "heun": mixture.sample(300, seed=2)}
-    plot_samples(mixture, kept, tmp_path / "samplers.png", title="t", n_show=300)
-    assert _png_size(tmp_path / "samplers.png") == (3 * 300, 300)
 
 
 def test_scatter_without_matplotlib_writes_a_density_image(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from difflab.data import GaussianMixture
-from difflab.metrics import (
+from difflab.eval.metrics import (
     MIN_SAMPLES,
     _directions,
     evaluate,

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import samplers
-from .data.mixture import GaussianMixture
+from .. import samplers
+from ..data.mixture import GaussianMixture
+from ..sampling import sample
+from ..schedules import get_schedule
 from .metrics import evaluate, sw2_noise_floor
-from .sampling import sample
-from .schedules import get_schedule
 
 
 @dataclass
@@ -93,7 +93,7 @@ def noise_floor(mixture: GaussianMixture, n: int, seed: int = 0) -> float:
 def plot_samples(mixture: GaussianMixture, kept: dict[str, torch.Tensor], path, *,
                  title: str = "", n_show: int = 4000) -> None:
     """A grid of scatter plots, one per sampler, with the true data first (2-D mixtures)."""
-    from .pictures import scatter_panels
+    from ..pictures import scatter_panels
 
     panels = [("true data", mixture.sample(n_show, seed=12345).numpy())] + [
         (k, v[:n_show].double().numpy()) for k, v in kept.items()]
