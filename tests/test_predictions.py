@@ -37,3 +37,14 @@ def test_v_is_salimans_ho_on_vp():
 def test_unknown_prediction():
     with pytest.raises(ValueError, match="choose one of eps, x0, v, score"):
         P.convert(torch.zeros(1), torch.zeros(1), 1.0, 1.0, "noise", "x0")
+
+
+def test_check_net_output_returns_a_prediction_shaped_like_x_t():
+    x = torch.zeros(4, 3, 8, 8)
+    out = torch.ones(4, 3, 8, 8)
+    assert P.check_net_output(out, x) is out
+    with pytest.raises(ValueError, match=r"returned \(4, 1, 8, 8\) for an input of shape "
+                                         r"\(4, 3, 8, 8\): it must return a prediction shaped"):
+        P.check_net_output(out[:, :1], x)
+    with pytest.raises(ValueError, match="returned tuple for an input of shape"):
+        P.check_net_output((out,), x)

@@ -21,6 +21,15 @@ def check_prediction(name: str) -> str:
     return name
 
 
+def check_net_output(out, x: Tensor) -> Tensor:
+    """`out` if it is a tensor shaped like x = x_t (what every prediction is), else a ValueError."""
+    if not isinstance(out, Tensor) or out.shape != x.shape:
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"the network returned {got} for an input of shape {tuple(x.shape)}: "
+                         f"it must return a prediction shaped like x_t")
+    return out
+
+
 def to_x0_eps(pred: Tensor, x: Tensor, alpha, sigma, prediction: str) -> tuple[Tensor, Tensor]:
     """(x0_hat, eps_hat) from a prediction of the given type at x = x_t."""
     if prediction == "eps":
