@@ -1,8 +1,9 @@
 """Samplers: plain functions `sampler(model, x, times, *, noise, callback=None, **options)`.
 
-`model` is a Denoiser ((x, t) -> (x0_hat, eps_hat)), `times` a descending grid ending at 0, and
-`noise()` a source of fresh per-sample Gaussian noise. The registry names them for
-`difflab.sample` and says how many intervals a budget of network evaluations (NFE) buys.
+`model` is a Denoiser ((x, t) -> (x0_hat, eps_hat)), possibly wrapped for guidance or clipping
+(guidance.py), `times` a descending grid ending at 0, and `noise()` a source of fresh per-sample
+Gaussian noise. The registry names them for `difflab.sample` and says how many intervals a budget
+of network evaluations (NFE) buys.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from .ancestral import ddim, ddpm
 from .base import Denoiser, check_times
+from .guidance import ClassifierFreeGuidance, ClipX0, DenoiserWrapper
 from .multistep import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, dpmpp_3m_sde
 from .ode import euler, heun, rk45
 from .sde import euler_maruyama, pc
@@ -82,6 +84,7 @@ def get(name: str) -> SamplerSpec:
     return _REGISTRY[name]
 
 
-__all__ = ["Denoiser", "SamplerSpec", "available", "get", "check_times", "ddpm", "ddim",
-           "euler_maruyama", "pc", "euler", "heun", "rk45", "dpmpp_2m", "dpmpp_3m",
-           "dpmpp_2m_sde", "dpmpp_3m_sde", "unipc", "unipc3"]
+__all__ = ["Denoiser", "DenoiserWrapper", "ClassifierFreeGuidance", "ClipX0", "SamplerSpec",
+           "available", "get", "check_times", "ddpm", "ddim", "euler_maruyama", "pc", "euler",
+           "heun", "rk45", "dpmpp_2m", "dpmpp_3m", "dpmpp_2m_sde", "dpmpp_3m_sde", "unipc",
+           "unipc3"]

@@ -10,26 +10,27 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor
 
-from ..predictions import check_prediction, to_x0_eps
+from ..predictions import check_net_output, check_prediction, to_x0_eps
 from ..schedules import Schedule
 
 Callback = Callable[[int, float, Tensor, Tensor], None]
+
+OWN = object()
+"""The default of `Denoiser.__call__(..., cond=)`: the denoiser's own condition."""
 
 
 class Denoiser:
     """A network seen by a sampler: (x, t) -> (x0_hat, eps_hat) (DESIGN.md section 2).
 
-    net(x_t, t, cond) predicts `prediction` ("eps", "x0", "v" or "score"); with `guidance` w the
-    prediction is classifier-free guided, out_uncond + w (out_cond - out_uncond) (Ho & Salimans
-    2022, eq. 6). With `clip_x0` c, x0_hat is clamped to [-c, c] and eps_hat recomputed from it
-    (diffusers' clip_sample; Ho et al.'s sampler clips to [-1, 1]). With `bf16`, the network runs
-    under bfloat16 autocast and its output is cast back to the sampler's dtype: the solver
-    arithmetic stays in float32/64 (autocast leaves a float64 network in float64). Each call
-    counts one network evaluation in `nfe`.
+    net(x_t, t, cond) predicts `prediction` ("eps", "x0", "v" or "score") under the condition
+    `cond` (None: net(x_t, t)); a call may name another condition, `den(x, t, cond=uncond)`, as
+    classifier-free guidance does. With `bf16`, the network runs under bfloat16 autocast and its
+    output is cast back to the sampler's dtype: the solver arithmetic stays in float32/64
+    (autocast leaves a float64 network in float64). Each call counts one network evaluation in
+    `nfe`. Guidance, clipping and other conditioning wrap a Denoiser (samplers/guidance.py).
     """
 
     def __init__(self, net: Callable, schedule: Schedule, prediction: str = "eps", *, cond=None,
-                 guidance: float | None = None, uncond=None, clip_x0: float | None = None,
                  bf16: bool = False):
         self.net, self.schedule, self.bf16 = net, schedule, bool(bf16)
         # A torch module computes in its parameters' dtype: the state is cast to it and back.
@@ -37,15 +38,10 @@ class Denoiser:
         first = next((p for p in params if p.is_floating_point()), None)
         self.net_dtype = first.dtype if first is not None else None
         self.prediction = check_prediction(prediction)
-        self.cond, self.guidance, self.uncond = cond, guidance, uncond
-        if clip_x0 is not None and not clip_x0 > 0:
-            raise ValueError(f"clip_x0 must be a positive number or None, got {clip_x0!r}")
-        self.clip_x0 = clip_x0
-        if guidance is not None and cond is None:
-            raise ValueError("guidance needs a condition: pass cond=... (and uncond= its null)")
         if cond is not None and not _takes_three_arguments(net):
             raise ValueError("cond= was given, but the network takes only (x, t): it is not "
                              "conditional")
+        self.cond = cond
         self.nfe = 0
 
     def alpha_sigma(self, t: float) -> tuple[float, float]:
@@ -64,28 +60,15 @@ class Denoiser:
         amp = torch.autocast(x.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         with amp:
             out = self.net(x_in, t_in, cond) if cond is not None else self.net(x_in, t_in)
-        if not isinstance(out, Tensor) or out.shape != x.shape:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(f"the network returned {got} for an input of shape "
-                             f"{tuple(x.shape)}: it must return a prediction shaped like x_t")
-        return out.to(x.dtype)
+        return check_net_output(out, x).to(x.dtype)
 
-    def __call__(self, x: Tensor, t: float) -> tuple[Tensor, Tensor]:
+    def __call__(self, x: Tensor, t: float, *, cond=OWN) -> tuple[Tensor, Tensor]:
         t = float(t)
         tb = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)  # (B,)
-        if self.guidance is None:
-            out = self._net(x, tb, self.cond)
-        else:
-            out_c = self._net(x, tb, self.cond)
-            out_u = self._net(x, tb, self.uncond)
-            out = out_u + self.guidance * (out_c - out_u)
+        out = self._net(x, tb, self.cond if cond is OWN else cond)  # like x: (B, ...)
         self.nfe += 1
         alpha, sigma = self.alpha_sigma(t)
-        x0_hat, eps_hat = to_x0_eps(out, x, alpha, sigma, self.prediction)
-        if self.clip_x0 is not None:
-            x0_hat = x0_hat.clamp(-self.clip_x0, self.clip_x0)
-            eps_hat = (x - alpha * x0_hat) / sigma
-        return x0_hat, eps_hat
+        return to_x0_eps(out, x, alpha, sigma, self.prediction)
 
 
 def _takes_three_arguments(net: Callable) -> bool:

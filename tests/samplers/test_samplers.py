@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from gaussian import GaussianX0
 
 import difflab
 from difflab import samplers
@@ -21,9 +20,9 @@ ORDERS = {"euler": 1, "ddim": 1, "heun": 2, "dpm++2m": 2, "dpm++3m": 3, "unipc":
 
 
 @pytest.fixture(scope="module")
-def order_problem():
+def order_problem(gaussian_x0):
     sched = get_schedule("linear")
-    model = GaussianX0(sched, m=0.5, s=0.5)
+    model = gaussian_x0(sched, m=0.5, s=0.5)
     x_T = torch.linspace(-2.5, 2.5, 16, dtype=F64).view(16, 1)
 
     def run(name, n, **kw):
@@ -95,9 +94,9 @@ def _den(model, sched):
 
 
 @pytest.mark.parametrize("schedule", ["linear", "edm", "subvp"])
-def test_ddim_eta0_equals_dpmpp1_and_euler(schedule):
+def test_ddim_eta0_equals_dpmpp1_and_euler(schedule, gaussian_x0):
     sched = get_schedule(schedule)
-    model = GaussianX0(sched)
+    model = gaussian_x0(sched)
     x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
     x = x * float(sched.sigma(1.0))
     ts = samplers.check_times(get_times("karras", 12, sched))
@@ -107,9 +106,9 @@ def test_ddim_eta0_equals_dpmpp1_and_euler(schedule):
     assert (a - b).abs().max() < 1e-6 and (a - c).abs().max() < 1e-6
 
 
-def test_ddim_eta1_on_the_full_grid_equals_ddpm_small():
+def test_ddim_eta1_on_the_full_grid_equals_ddpm_small(gaussian_x0):
     sched = get_schedule("linear")
-    model = GaussianX0(sched)
+    model = gaussian_x0(sched)
     ts = samplers.check_times(get_times("trailing", 1000, sched))
     x = NoiseSource(sample_keys(3, 32), (2,), dtype=F64)()
     a = samplers.ddim(_den(model, sched), x, ts, noise=NoiseSource(sample_keys(5, 32), (2,),
@@ -119,10 +118,10 @@ def test_ddim_eta1_on_the_full_grid_equals_ddpm_small():
     assert (a - b).abs().max() < 1e-10
 
 
-def test_ddpm_is_ho_et_al_algorithm_2():
+def test_ddpm_is_ho_et_al_algorithm_2(gaussian_x0):
     """On the full grid, ddpm equals Algorithm 2 written with betas (Ho et al. 2020)."""
     sched = get_schedule("linear")
-    model = GaussianX0(sched)
+    model = gaussian_x0(sched)
     betas, abar = sched.betas, sched.alphas_cumprod
     T = 1000
     keys = sample_keys(11, 16)
@@ -146,10 +145,10 @@ def test_ddpm_is_ho_et_al_algorithm_2():
         assert (ours - x).abs().max() < 1e-9, variance
 
 
-def test_ddim_replays_a_diffusers_timestep_list():
+def test_ddim_replays_a_diffusers_timestep_list(gaussian_x0):
     """DDPM step k (0-based) is time (k + 1) / T: DDIM eq. 12 on alpha_bar[k] is replayed."""
     sched = get_schedule("cosine")
-    model = GaussianX0(sched)
+    model = gaussian_x0(sched)
     abar = sched.alphas_cumprod
     steps = [999, 899, 799, 599, 399, 199, 99, 49, 19, 0]  # any descending list
     x_T = torch.randn(8, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
@@ -169,9 +168,9 @@ def test_ddim_replays_a_diffusers_timestep_list():
 
 
 @pytest.mark.parametrize("name", ["ddpm", "dpm++2m", "dpm++2m-sde", "heun", "pc"])
-def test_seeded_samples_do_not_depend_on_the_batch(name):
+def test_seeded_samples_do_not_depend_on_the_batch(name, gaussian_x0):
     sched = get_schedule("linear")
-    model = GaussianX0(sched)
+    model = gaussian_x0(sched)
     kw = {"s_churn": 10.0} if name == "heun" else {}
     big = difflab.sample(model, sched, shape=(1000, 2), sampler=name, steps=10, seed=4, **kw)
     small = difflab.sample(model, sched, shape=(8, 2), sampler=name, steps=10, seed=4, **kw)
@@ -245,9 +244,9 @@ def test_bf16_runs_the_network_under_autocast_and_keeps_the_state_in_float32():
     assert 0 < (out - ref).abs().max().item() < 0.02 * ref.abs().max().item()
 
 
-def test_steps_count_network_evaluations():
+def test_steps_count_network_evaluations(gaussian_x0):
     sched = get_schedule("linear")
-    model = GaussianX0(sched)
+    model = gaussian_x0(sched)
     calls = []
 
     def net(x, t, cond=None):
@@ -276,7 +275,7 @@ def re_year(doc: str) -> bool:
 
 
 @pytest.mark.parametrize("name", samplers.available())
-def test_every_sampler_runs_on_a_zero_terminal_snr_schedule(name):
+def test_every_sampler_runs_on_a_zero_terminal_snr_schedule(name, gaussian_x0):
     """alpha(1) = 0 (Lin et al. 2024): ddpm and ddim use it as it is, the others a copy with a
     finite last log-SNR; all reach the data N(0.5, 0.3^2)."""
     sched = get_schedule("linear", zero_terminal_snr=True)
@@ -284,7 +283,7 @@ def test_every_sampler_runs_on_a_zero_terminal_snr_schedule(name):
     finite = sched.with_finite_terminal_snr()
     assert math.isfinite(float(finite.logsnr(1.0))) and finite.with_finite_terminal_snr() is finite
     assert float(finite.logsnr(0.999)) == float(sched.logsnr(0.999))  # only the end changes
-    x = difflab.sample(GaussianX0(sched), sched, shape=(4000, 1), sampler=name, steps=100,
+    x = difflab.sample(gaussian_x0(sched), sched, shape=(4000, 1), sampler=name, steps=100,
                        seed=0, dtype=F64)
     assert torch.isfinite(x).all()  # first-order samplers are still 0.03 narrow at 100 NFE
     assert abs(float(x.mean()) - 0.5) < 0.02 and abs(float(x.std()) - 0.3) < 0.035, (
@@ -309,9 +308,9 @@ def test_float64_state_with_a_float32_network():
     assert out.dtype == F64 and torch.allclose(out.float(), x64, atol=1e-5)
 
 
-def test_bad_input_errors():
+def test_bad_input_errors(gaussian_x0):
     sched = get_schedule("linear")
-    model = GaussianX0(sched)
+    model = gaussian_x0(sched)
     with pytest.raises(ValueError, match="unknown sampler 'dpm\\+\\+4m'; choose one of .*ddim"):
         difflab.sample(model, sched, shape=(2, 2), sampler="dpm++4m")
     with pytest.raises(ValueError, match="unknown schedule 'lin'; choose one of .*linear"):

@@ -1,4 +1,8 @@
+"""Fixtures shared by the whole suite: the exact single-Gaussian model."""
+
 import math
+
+import pytest
 
 from difflab.schedules import Schedule
 
@@ -12,6 +16,7 @@ class GaussianX0:
         self.schedule, self.m, self.s = schedule, m, s
 
     def __call__(self, x, t, cond=None):
+        """E[x0 | x_t] = m + alpha s^2 / (alpha^2 s^2 + sigma^2) (x_t - alpha m)."""
         shape = (-1, *[1] * (x.ndim - 1))
         a = self.schedule.alpha(t).to(x.dtype).view(shape)
         sg = self.schedule.sigma(t).to(x.dtype).view(shape)
@@ -26,3 +31,9 @@ class GaussianX0:
         a0, a1 = float(self.schedule.alpha(t_start)), float(self.schedule.alpha(t_end))
         z = (x_start - a0 * self.m) / std(t_start)
         return a1 * self.m + std(t_end) * z
+
+
+@pytest.fixture(scope="session")
+def gaussian_x0():
+    """The class GaussianX0(schedule, m=0.5, s=0.3): an exact x0 'network' for N(m, s^2 I)."""
+    return GaussianX0

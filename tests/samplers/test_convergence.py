@@ -14,7 +14,7 @@ import torch
 import difflab
 from difflab import samplers
 from difflab.data import GaussianMixture
-from difflab.metrics import logdensity_gap, mode_tv
+from difflab.eval.metrics import logdensity_gap, mode_tv
 from difflab.schedules import get_schedule
 
 N, SEEDS = 2000, (0, 1, 2)
