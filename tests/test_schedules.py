@@ -95,6 +95,19 @@ def test_sde_coefficients_match_derivatives(name):
     assert torch.allclose(sched.g(t) ** 2, g2, rtol=1e-5, atol=1e-7)
 
 
+def test_vp_and_subvp_share_their_linear_beta():
+    """Both use beta(t) = beta_min + t (beta_max - beta_min) (Song et al. 2021, eq. 11 and 29)."""
+    kw = dict(beta_min=0.5, beta_max=8.0, t_min=1e-4)
+    vp, sub = S.get_schedule("vp", **kw), S.get_schedule("subvp", **kw)
+    t = torch.tensor([0.1, 0.5, 1.0], dtype=torch.float64)
+    beta = 0.5 + t * (8.0 - 0.5)
+    for sched in (vp, sub):
+        assert (sched.beta_min, sched.beta_max, sched.t_min) == (0.5, 8.0, 1e-4)
+        assert torch.allclose(sched.f(t), -0.5 * beta, rtol=1e-12)
+    assert torch.allclose(sub.alpha(t), vp.alpha(t), rtol=1e-12)
+    assert (repr(vp), repr(sub)) == ("VPSDE(vp)", "SubVPSDE(subvp)")
+
+
 def test_vpsde_coefficients_are_song_et_al():
     vp = S.get_schedule("vp")
     t = torch.tensor([0.1, 0.5, 1.0], dtype=torch.float64)

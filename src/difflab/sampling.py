@@ -11,7 +11,8 @@ from torch import Tensor
 
 from . import samplers
 from .noise import NoiseSource, sample_keys
-from .schedules import Schedule, get_schedule, get_times
+from .schedules import Schedule, get_schedule
+from .times import get_times
 
 
 class SamplingError(FloatingPointError):

@@ -5,17 +5,19 @@ its inverse t_of_logsnr, the smallest trained time t_min, and the SDE coefficien
 dx = f(t) x dt + g(t) dW (Song et al. 2021, eq. 5), with f = d log(alpha)/dt and
 g^2 = -sigma^2 d logsnr/dt (Kingma et al. 2021, VDM appendix).
 
-All schedule arithmetic is float64; callers cast to their state dtype.
+All schedule arithmetic is float64; callers cast to their state dtype. The sampling grids
+(spacings, `get_times`) are in times.py, and importable from here too.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from .times import SPACINGS, get_times  # the grids, kept importable from here
 
 __all__ = [
     "Schedule",
@@ -241,15 +243,24 @@ DISCRETE = {"linear", "cosine", "sigmoid", "scaled_linear"}
 # Continuous schedules
 
 
-class VPSDE(VPSchedule):
-    """VP-SDE, Song et al. 2021 eq. 11: beta(t) = beta_min + t (beta_max - beta_min)."""
+class _LinearBeta(Schedule):
+    """What VP-SDE and sub-VP SDE share: beta(t) = beta_min + t (beta_max - beta_min) and its
+    integral B(t) = int_0^t beta (Song et al. 2021, eq. 11 and 29)."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3):
-        self.name = "vp"
         self.beta_min, self.beta_max, self.t_min = beta_min, beta_max, t_min
+
+    def _beta(self, t: Tensor) -> Tensor:
+        return self.beta_min + t * (self.beta_max - self.beta_min)
 
     def _B(self, t: Tensor) -> Tensor:  # integral of beta from 0 to t
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+
+
+class VPSDE(_LinearBeta, VPSchedule):
+    """VP-SDE, Song et al. 2021 eq. 11: beta(t) = beta_min + t (beta_max - beta_min)."""
+
+    name = "vp"
 
     def logsnr(self, t) -> Tensor:
         B = self._B(_t(t))
@@ -257,8 +268,7 @@ class VPSDE(VPSchedule):
 
     def dlogsnr_dt(self, t) -> Tensor:
         t = _t(t)
-        beta = self.beta_min + t * (self.beta_max - self.beta_min)
-        return -beta / -torch.expm1(-self._B(t))
+        return -self._beta(t) / -torch.expm1(-self._B(t))
 
     def t_of_logsnr(self, l) -> Tensor:
         B = torch.nn.functional.softplus(-_t(l))  # log(1 + e^-l)
@@ -268,18 +278,10 @@ class VPSDE(VPSchedule):
         return (-b + torch.sqrt(b * b + 4 * a * B)) / (2 * a)
 
 
-class SubVPSDE(Schedule):
+class SubVPSDE(_LinearBeta):
     """sub-VP SDE, Song et al. 2021 eq. 29: alpha = e^{-B/2}, sigma = 1 - e^{-B}."""
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3):
-        self.name = "subvp"
-        self.beta_min, self.beta_max, self.t_min = beta_min, beta_max, t_min
-
-    def _B(self, t: Tensor) -> Tensor:
-        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
-
-    def _beta(self, t: Tensor) -> Tensor:
-        return self.beta_min + t * (self.beta_max - self.beta_min)
+    name = "subvp"
 
     def alpha(self, t) -> Tensor:
         return torch.exp(-0.5 * self._B(_t(t)))
@@ -365,63 +367,3 @@ def get_schedule(name: str | Schedule, *, T: int = 1000, zero_terminal_snr: bool
             raise ValueError("zero_terminal_snr applies to discrete schedules only")
         return _CONTINUOUS[name](**kw)
     raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(available())}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Spacings of a sampling grid: descending times that end at 0
-
-
-def _spaced(name: str, n: int, sched: Schedule, t_start: float, t_end: float, rho: float,
-            skip_logsnr: float, skip: float) -> Tensor:
-    i = torch.arange(n, dtype=torch.float64)
-    frac = i / max(n - 1, 1)  # 0 .. 1
-    if name == "uniform":  # DDIM's uniform skip (diffusers "leading"): t_end + k t_start / n
-        step = t_start / n if n == 1 else min(t_start / n, (t_start - t_end) / (n - 1))
-        return t_end + (n - 1 - i) * step
-    if name == "trailing":  # Lin et al. 2024, Table 2: starts at t_start, steps of t_start / n
-        return t_start * (1 - i / n)
-    if name == "linear":  # evenly from t_start to t_end, both included
-        return t_start + (t_end - t_start) * frac
-    if name == "quadratic":  # DDIM's quadratic: denser near the data
-        return t_end + (t_start - t_end) * (1 - frac) ** 2
-    if name == "logsnr":  # uniform in log-SNR (Lu et al. 2022, DPM-Solver)
-        l0, l1 = sched.logsnr(t_start), sched.logsnr(t_end)
-        return sched.t_of_logsnr(l0 + (l1 - l0) * frac)
-    if name == "logsnr_skip":  # uniform in log-SNR, `skip` times sparser above skip_logsnr
-        l0, l1 = float(sched.logsnr(t_start)), float(sched.logsnr(t_end))
-        ls = min(max(skip_logsnr, l0), l1)
-        w_hi, w_lo = (ls - l0) / skip, l1 - ls  # weighted lengths of the two parts
-        u = frac * (w_hi + w_lo)
-        l = torch.where(u <= w_hi, l0 + u * skip, ls + (u - w_hi))
-        return sched.t_of_logsnr(l)
-    if name == "karras":  # Karras et al. 2022, eq. 5, in sigma_hat = sigma / alpha
-        s0, s1 = sched.sigma_hat(t_start) ** (1 / rho), sched.sigma_hat(t_end) ** (1 / rho)
-        return sched.t_of_sigma_hat((s0 + (s1 - s0) * frac) ** rho)
-    raise ValueError(f"unknown spacing {name!r}; choose one of {', '.join(SPACINGS)}")
-
-
-SPACINGS = ("uniform", "trailing", "linear", "quadratic", "logsnr", "logsnr_skip", "karras")
-
-
-def get_times(spacing: str, steps: int, schedule: Schedule, *, t_start: float = 1.0,
-              t_end: float | None = None, rho: float = 7.0,
-              skip_logsnr: float = -3.0, skip: float = 8.0) -> Tensor:
-    """A descending grid of `steps` nonzero times followed by 0 (so `steps` intervals).
-
-    t_start: the first time (1 by default); t_end: the last nonzero time (schedule.t_min by
-    default; `trailing` ignores it: its last nonzero time is t_start / steps). `uniform` and
-    `trailing` are the DDIM / diffusers "leading" and "trailing" spacings; `logsnr_skip`
-    evaluates once at t_start (where x0_hat is only the data mean), then goes uniformly in
-    log-SNR from skip_logsnr to t_end (docs/samplers.md).
-    """
-    if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    steps = int(steps)
-    t_end = schedule.t_min if t_end is None else t_end
-    if not 0 < t_end <= t_start <= 1:
-        raise ValueError(f"need 0 < t_end <= t_start <= 1, got t_end={t_end}, t_start={t_start}")
-    if steps > 1 and t_end == t_start and spacing != "trailing":
-        raise ValueError(f"{steps} steps need t_end < t_start, got both {t_start}")
-    ts = _spaced(spacing, steps, schedule, t_start, t_end, rho, skip_logsnr, skip)
-    ts = ts.to(torch.float64)
-    return torch.cat([ts, ts.new_zeros(1)])
