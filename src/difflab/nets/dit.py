@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .layers import (
+    ClassConditional,
     ConditionEmbedding,
     SelfAttention,
     modulate,
@@ -36,8 +37,9 @@ FREQ_DIM = 256  # width of the sinusoidal time embedding before its MLP (DiT's d
 
 
 @dataclass(frozen=True)
-class DiTConfig:
-    """The transformer's shape. The defaults are DiT-S/2 on 4x32x32 latents (256x256 images)."""
+class DiTConfig(ClassConditional):
+    """The transformer's shape. The defaults are DiT-S/2 on 4x32x32 latents (256x256 images).
+    `num_classes` (class conditioning) is the keyword field of `layers.ClassConditional`."""
 
     in_channels: int = 4
     """Channels C of x (and of the output): 4 for Stable Diffusion VAE latents, 1 or 3 for pixels.
@@ -54,9 +56,6 @@ class DiTConfig:
     """Attention heads (S: 6, B: 12, L and XL: 16)."""
     mlp_ratio: float = 4.0
     """Width of each block's MLP as a multiple of hidden_size (> 0)."""
-    num_classes: int | None = None
-    """None: unconditional (cond must be None). An int K: class-conditional on labels 0..K-1,
-    with label K the null label for classifier-free guidance (cond=None means the null label)."""
 
     def __post_init__(self):
         if self.patch_size < 1 or self.input_size % self.patch_size:
@@ -68,8 +67,7 @@ class DiTConfig:
         if self.depth < 1 or self.mlp_ratio <= 0:
             raise ValueError(f"depth must be >= 1 and mlp_ratio > 0, got {self.depth}, "
                              f"{self.mlp_ratio}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be None or >= 1, got {self.num_classes}")
+        super().__post_init__()  # num_classes
 
 
 def _layer_norm(dim: int) -> nn.LayerNorm:

@@ -1,5 +1,6 @@
-"""The pieces every network shares: sinusoidal embeddings, the time/class conditioning embedding,
-multi-head self-attention, norms and modulation. Each is written once here.
+"""The pieces every network shares: the class-conditioning config field, sinusoidal embeddings,
+the time/class conditioning embedding, multi-head self-attention, norms and modulation. Each is
+written once here.
 
 Shapes: B batch, C channels, N tokens, D embedding width.
 """
@@ -7,12 +8,14 @@ Shapes: B batch, C channels, N tokens, D embedding width.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "ClassConditional",
     "TIME_SCALE",
     "sinusoidal_embedding",
     "sincos_pos_embed_2d",
@@ -26,6 +29,20 @@ __all__ = [
 
 TIME_SCALE = 1000.0
 """Networks embed 1000 * t: a DDPM network with T = 1000 steps sees the step number it expects."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassConditional:
+    """What every network config declares: its class conditioning (a keyword-only field, so the
+    other fields keep their positions)."""
+
+    num_classes: int | None = None
+    """None: unconditional (cond must be None). An int K: class-conditional on labels 0..K-1,
+    with label K the null label for classifier-free guidance (cond=None means the null label)."""
+
+    def __post_init__(self):
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ValueError(f"num_classes must be None or >= 1, got {self.num_classes}")
 
 
 def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0,

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConditionEmbedding, time_batch, zero_
+from .layers import ClassConditional, ConditionEmbedding, time_batch, zero_
 
 __all__ = ["MLPConfig", "MLP", "MLPBlock"]
 
 
 @dataclass(frozen=True)
-class MLPConfig:
-    """The MLP's shape. The defaults suit 2-D toy data."""
+class MLPConfig(ClassConditional):
+    """The MLP's shape. The defaults suit 2-D toy data.
+    `num_classes` (class conditioning) is the keyword field of `layers.ClassConditional`."""
 
     dim: int = 2
     """Data dimension D: x is (B, D), or (B, ...) with D elements per sample (flattened inside)."""
@@ -32,9 +33,6 @@ class MLPConfig:
     """Number of residual blocks (>= 1)."""
     dropout: float = 0.0
     """Dropout probability inside residual blocks, in [0, 1)."""
-    num_classes: int | None = None
-    """None: unconditional (cond must be None). An int K: class-conditional on labels 0..K-1,
-    with label K the null label for classifier-free guidance (cond=None means the null label)."""
 
     def __post_init__(self):
         if self.dim < 1 or self.hidden < 2 or self.depth < 1:
@@ -42,8 +40,7 @@ class MLPConfig:
                              f"{self.hidden}, {self.depth}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be None or >= 1, got {self.num_classes}")
+        super().__post_init__()  # num_classes
 
 
 class MLPBlock(nn.Module):

@@ -25,14 +25,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ConditionEmbedding, SelfAttention, group_norm, modulate, time_batch, zero_
+from .layers import (
+    ClassConditional,
+    ConditionEmbedding,
+    SelfAttention,
+    group_norm,
+    modulate,
+    time_batch,
+    zero_,
+)
 
 __all__ = ["UNetConfig", "UNet", "ResBlock", "AttnBlock", "Downsample", "Upsample"]
 
 
 @dataclass(frozen=True)
-class UNetConfig:
-    """The U-Net's shape. The defaults are DDPM's CIFAR-10 model (35,746,307 parameters)."""
+class UNetConfig(ClassConditional):
+    """The U-Net's shape. The defaults are DDPM's CIFAR-10 model (35,746,307 parameters).
+    `num_classes` (class conditioning) is the keyword field of `layers.ClassConditional`."""
 
     in_channels: int = 3
     """Image channels C of x (and of the output): 1 for grey, 3 for RGB, 4 for SD latents."""
@@ -51,9 +60,6 @@ class UNetConfig:
     The middle of the network always has attention. () for none outside the middle."""
     dropout: float = 0.1
     """Dropout probability inside residual blocks, in [0, 1)."""
-    num_classes: int | None = None
-    """None: unconditional (cond must be None). An int K: class-conditional on labels 0..K-1,
-    with label K the null label for classifier-free guidance (cond=None means the null label)."""
     scale_shift: bool = False
     """False: the embedding is added to the features (DDPM). True: it gives a scale and a shift
     for the second GroupNorm of each block (improved DDPM / ADM "use_scale_shift_norm")."""
@@ -72,8 +78,7 @@ class UNetConfig:
             raise ValueError(f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be None or >= 1, got {self.num_classes}")
+        super().__post_init__()  # num_classes
         for width in {self.channels, *(self.channels * m for m in self.channel_mult)}:
             if width % self.groups or width % self.heads:
                 raise ValueError(f"width {width} (channels * channel_mult) must be divisible by "

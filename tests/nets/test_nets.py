@@ -379,3 +379,19 @@ def test_config_round_trip():
     again = nets.get_net("unet-mnist", **dataclasses.asdict(net.config))
     assert again.config == net.config
     assert isinstance(nets.build(net.config), nets.UNet)
+
+
+@pytest.mark.parametrize("config", [nets.UNetConfig, nets.DiTConfig, nets.MLPConfig])
+def test_num_classes_is_one_shared_keyword_field(config):
+    assert config(num_classes=3).num_classes == 3 and config().num_classes is None
+    with pytest.raises(ValueError, match="num_classes must be None or >= 1, got 0"):
+        config(num_classes=0)
+    first = dataclasses.fields(config)[1].name  # the first positional field keeps its place
+    assert getattr(config(7), first) == 7 and config(7).num_classes is None
+
+
+def test_get_net_takes_num_classes_for_every_preset():
+    for name in nets.available():
+        assert nets.get_config(name, num_classes=5).num_classes == 5
+        with pytest.raises(ValueError, match="num_classes must be None or >= 1"):
+            nets.get_config(name, num_classes=-1)
