@@ -11,14 +11,16 @@ import json
 import os
 import signal
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import tyro
 
+from .errors import UserError, one_line
 from .sampling import SamplingError
-from .train import TrainConfig
+from .train import RunDir, TrainConfig
 
 USAGE = """usage: difflab COMMAND [options]   (difflab COMMAND --help for its options)
 
@@ -30,6 +32,9 @@ commands:
   info RUN             what a run is: config, steps, last loss, checkpoints
   demo [samplers]      the demo: train unet-digits on the 8x8 digits (about 3 minutes), then
                        sample; `demo samplers` compares every sampler on an exact problem
+
+options of every command:
+  --traceback          show the full traceback of an error (also DIFFLAB_TRACEBACK=1)
 """
 
 
@@ -114,7 +119,7 @@ def cmd_train(argv: list[str]) -> int:
                         "base and the fields given override it.")
 
     args = parse(base or TrainConfig())
-    stored = Path(args.config.run_dir) / "config.json"
+    stored = RunDir(args.config.run_dir).config_file
     if args.resume and stored.is_file():  # continue the run as it was configured
         args = parse(TrainConfig.from_json(stored))
     run = train(args.config, resume=args.resume, force=args.force)
@@ -218,8 +223,45 @@ def cmd_demo(argv: list[str]) -> int:
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "demo": cmd_demo}
 
 
+# The exceptions difflab raises for a user's mistake, with a message that names the fix.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def is_user_error(e: BaseException) -> bool:
+    """A user's mistake: a UserError or SamplingError (NaN while sampling: a message that says
+    what to check), or one of USER_ERRORS raised by difflab's own code. The same exception
+    raised inside torch, numpy or a user's network is unexpected (a bug)."""
+    if isinstance(e, (UserError, SamplingError)):
+        return True
+    if not isinstance(e, USER_ERRORS) or e.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(e.__traceback__)
+    return Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def report(e: Exception, show_traceback: bool) -> int:
+    """Print an error as the command line reports it; returns the exit code (2 for a user's
+    mistake, 1 for an unexpected error)."""
+    if show_traceback:
+        traceback.print_exception(e, file=sys.stderr)
+    if is_user_error(e):
+        print(f"difflab: error: {one_line(e)}", file=sys.stderr)
+        return 2
+    print(f"difflab: unexpected error: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
+    if not show_traceback:
+        print("difflab: this is a bug (in difflab, or in the network or data given to it): run "
+              "again with --traceback (or DIFFLAB_TRACEBACK=1) to see where it happened",
+              file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    show_traceback = "--traceback" in argv or os.environ.get("DIFFLAB_TRACEBACK", "") not in (
+        "", "0")
+    argv = [a for a in argv if a != "--traceback"]
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
@@ -233,10 +275,6 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()  # this process is ours: reuse big buffers (difflab/cpu.py)
     try:
         return cmd(argv[1:])
-    except (ValueError, FileNotFoundError, NotADirectoryError, SamplingError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"difflab: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         # The checkpoint is saved: a Ctrl-C passed on late (by torchrun, or a second key
         # press) must not turn the clean exit into a traceback.
@@ -244,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, once
             print("difflab: interrupted (a checkpoint was saved if training)", file=sys.stderr)
         return 130
+    except Exception as e:
+        return report(e, show_traceback)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import torch
 
+from .pictures import class_grid
 from .sampling import sample
+from .train.rundir import RunDir
 
 
 def _labels(num: int, num_classes: int, label: int | None) -> torch.Tensor | None:
@@ -21,7 +23,7 @@ def _labels(num: int, num_classes: int, label: int | None) -> torch.Tensor | Non
         raise ValueError(f"--label must be in 0..{num_classes - 1}, got {label}")
     if label is not None:
         return torch.full((num,), label, dtype=torch.long)
-    return torch.arange(num, dtype=torch.long) * num_classes // num  # rows of equal classes
+    return class_grid(num, num_classes)[0]  # rows of equal classes
 
 
 def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int = 64,
@@ -60,7 +62,7 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
                steps=steps, seed=seed, cond=cond, uncond=uncond if guidance else None,
                guidance=guidance, clip_x0=1.0 if image else None, callback=keep,
                bf16=bf16)
-    out = Path(out) if out is not None else Path(run) / "samples" / f"sample-{seed}.png"
+    out = Path(out) if out is not None else RunDir(run).sample_picture(seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     written = save_samples(x, out, title=f"{sampler}, {steps} NFE",
                            nrow=_nrow(num, num_classes if cond is not None and label is None
@@ -73,7 +75,7 @@ def sample_run(run: Path, *, sampler: str = "unipc", steps: int = 20, num: int =
 
 
 def _nrow(num: int, num_classes: int) -> int | None:
-    return num // num_classes if num_classes and num % num_classes == 0 else None
+    return class_grid(num, num_classes)[1] if num_classes else None
 
 
 def _item_shape(config, net) -> tuple[int, ...]:
@@ -92,15 +94,16 @@ def _item_shape(config, net) -> tuple[int, ...]:
 
 
 def run_info(run: Path) -> str:
-    """A few lines on what a run is: config, progress, last loss, checkpoints."""
-    from .train import list_checkpoints, load_config, read_metrics
+    """A few lines on what a run is: config, progress, last loss, hook metrics, checkpoints."""
+    from .train import load_config, read_hook_metrics, read_metrics
+    from .train.checkpoint import checkpoint_step
 
-    run = Path(run)
-    cfg = load_config(run)
-    ckpts = list_checkpoints(run / "checkpoints")
-    rows = read_metrics(run / "metrics.jsonl")
+    run = RunDir(run)
+    cfg = load_config(run.path)
+    ckpts = run.list_checkpoints()
+    rows = read_metrics(run.metrics_file)
     last = rows[-1] if rows else None
-    done = int(ckpts[-1].name.split("-")[-1]) if ckpts else 0
+    done = checkpoint_step(ckpts[-1]) if ckpts else 0
     lines = [
         f"run          {run}",
         f"net          {cfg.net} {cfg.net_kwargs or ''}".rstrip(),
@@ -111,8 +114,14 @@ def run_info(run: Path) -> str:
         f"training     {done} of {cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr}, "
         f"EMA {cfg.ema_decay}{', bf16' if cfg.bf16 else ''}",
         f"last loss    {last['loss']:.4f} at step {last['step']}" if last else "last loss    -",
-        "checkpoints  " + (", ".join(p.name for p in ckpts) if ckpts else "none"),
     ]
+    latest: dict[str, tuple[int, float]] = {}  # metric -> (step, value), the last one logged
+    for rec in read_hook_metrics(run.metrics_file):
+        for k, v in rec.items():
+            if k not in ("step", "hook") and isinstance(v, (int, float)):
+                latest[f"{rec['hook']}.{k}" if k != rec["hook"] else k] = (rec["step"], v)
+    lines += [f"{name:<12} {v:.4g} at step {step}" for name, (step, v) in latest.items()]
+    lines.append("checkpoints  " + (", ".join(p.name for p in ckpts) if ckpts else "none"))
     return "\n".join(lines)
 
 
@@ -131,7 +140,7 @@ def demo_digits(out: Path, *, force: bool = True) -> Path:
     trained = time.perf_counter() - t0
     grid, gif = sample_run(run, sampler="unipc", steps=20, num=100, seed=0,
                            out=run / "samples.png", gif=run / "denoising.gif")
-    curve = loss_curve(read_metrics(run / "metrics.jsonl"), run / "loss.png",
+    curve = loss_curve(read_metrics(RunDir(run).metrics_file), run / "loss.png",
                        title=f"{cfg.net} on {cfg.dataset}")
     print(f"difflab demo: trained in {trained:.0f} s; wrote\n  {grid}  (100 samples, one row "
           f"per digit, unipc 20 NFE)\n  {gif}  (x_t and x0_hat over the steps)\n  {curve}  "
@@ -141,8 +150,15 @@ def demo_digits(out: Path, *, force: bool = True) -> Path:
 
 def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> Path:
     """Every sampler on the exact 2-D mixture at 5, 10, 20, 50 NFE: a table and a picture."""
-    from .compare import HEADER, format_row, format_table, noise_floor, plot_samples, sampler_table
     from .data.mixture import GaussianMixture
+    from .eval.compare import (
+        HEADER,
+        format_row,
+        format_table,
+        noise_floor,
+        plot_samples,
+        sampler_table,
+    )
 
     mixture = GaussianMixture.preset("2d")
     t0 = time.perf_counter()

@@ -58,6 +58,14 @@ def image_grid(x: Tensor, nrow: int | None = None, pad: int = 2, min_size: int =
     return grid[0] if C == 1 else grid.transpose(1, 2, 0)
 
 
+def class_grid(num: int, num_classes: int) -> tuple[Tensor, int | None]:
+    """Labels (num,) for a picture of num class-conditional samples, the classes in equal
+    blocks, and the images per row that puts one class on each row (None when num is not a
+    multiple of num_classes)."""
+    labels = torch.arange(num, dtype=torch.long) * num_classes // num  # (num,)
+    return labels, (num // num_classes if num % num_classes == 0 else None)
+
+
 def save_samples(x: Tensor, path: str | Path, title: str = "", nrow: int | None = None
                  ) -> Path | None:
     """Save samples as a picture: a grid for images (B, C, H, W) with nrow per row, a scatter
@@ -178,5 +186,5 @@ def loss_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
     return path
 
 
-__all__ = ["write_png", "image_grid", "save_samples", "scatter_png", "scatter_panels",
+__all__ = ["write_png", "image_grid", "class_grid", "save_samples", "scatter_png", "scatter_panels",
            "denoising_gif", "loss_curve"]

@@ -5,14 +5,22 @@
     config, model, ema = load_run(run_dir)
     x0 = difflab.sample(ema, config.schedule, shape=(1000, 2))
 
-The same call runs on many processes under `torchrun --nproc_per_node K` (distributed.py).
+The parts: loop.py (the optimizer loop), tasks.py (what a batch is and its loss), hooks.py
+(every-N-steps jobs), rundir.py (the run directory), checkpoint.py, config.py, batches.py (which
+data and noise each step uses), distributed.py (the same call under `torchrun`).
 """
 
 from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
 from .config import RESUMABLE_FIELDS, TrainConfig, TrainError
 from .ema import ema_decay_at, make_ema
-from .trainer import TrainInterrupted, load_config, load_run, read_metrics, train
+from .hooks import Hook, HookContext, available_hooks, register_hook
+from .rundir import RunDir, load_config, load_run, read_hook_metrics, read_metrics
+from .start import train
+from .stop import TrainInterrupted
+from .tasks import Task, available_tasks, register_task
 
 __all__ = ["TrainConfig", "TrainError", "CheckpointError", "TrainInterrupted", "train",
            "load_run", "load_config", "latest_checkpoint", "list_checkpoints", "make_ema",
-           "ema_decay_at", "RESUMABLE_FIELDS", "read_metrics"]
+           "ema_decay_at", "RESUMABLE_FIELDS", "read_metrics", "read_hook_metrics", "RunDir",
+           "Task", "register_task", "available_tasks", "Hook", "HookContext", "register_hook",
+           "available_hooks"]

@@ -6,9 +6,9 @@ stopped and resumed:
   (epoch e uses permutation e); step s consumes stream positions [s B, (s + 1) B);
 - the global batch of B samples is split into grad_accum x world_size equal chunks; micro-batch
   m of process r is chunk m * world_size + r;
-- the step's times t (B,), noise eps (B, ...) and label drops (B,) are drawn for the whole global
-  batch from a generator seeded with (seed, step) and sliced the same way, so one process with
-  batch B and K processes with B / K each train on exactly the same numbers.
+- the step's times t (B,), noise eps (B, ...) and label drops (B,) are drawn by the task for the
+  whole global batch from a generator seeded with (seed, step) and sliced the same way, so one
+  process with batch B and K processes with B / K each train on exactly the same numbers.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from ..losses import sample_t
 from ..noise import splitmix64
-from ..schedules import Schedule
 
 # Stream identifiers mixed into the seed (arbitrary distinct constants).
 DATA_ORDER, STEP_NOISE, PROCESS_RNG, LOADER = 0xD47A, 0x5E7, 0x9A0C, 0x10AD
@@ -95,18 +93,10 @@ def chunk_size(batch_size: int, grad_accum: int, world_size: int) -> int:
     return batch_size // parts
 
 
-def step_draws(seed: int, step: int, batch_size: int, shape, schedule: Schedule,
-               time_sampling: str, cond_drop: float | None = None
-               ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The global batch's times t (B,), noise eps (B, *shape) and label drops (B,) bool (or
-    None) of optimizer step `step` (0-based), on the CPU."""
-    g = torch.Generator().manual_seed(derive_seed(seed, STEP_NOISE, step))
-    t = sample_t(batch_size, schedule, time_sampling, generator=g)  # (B,)
-    eps = torch.randn((batch_size, *shape), generator=g)  # (B, *shape)
-    drop = None
-    if cond_drop is not None:
-        drop = torch.rand(batch_size, generator=g) < cond_drop  # (B,)
-    return t, eps, drop
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of optimizer step `step` (0-based): the task draws the whole global
+    batch's times, noise and condition drops from it (tasks.py), on the CPU."""
+    return torch.Generator().manual_seed(derive_seed(seed, STEP_NOISE, step))
 
 
-__all__ = ["derive_seed", "IndexStream", "StepBatches", "chunk_size", "step_draws"]
+__all__ = ["derive_seed", "IndexStream", "StepBatches", "chunk_size", "step_generator"]

@@ -24,7 +24,9 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor, nn
 
-from .config import TrainError, one_line
+from .._version import __version__
+from ..errors import one_line
+from .config import TrainError
 
 MODEL_FILE, EMA_FILE, STATE_FILE, LATEST = "model.safetensors", "ema.safetensors", "state.pt", \
     "latest"
@@ -100,11 +102,19 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Replace the file `path` by `data` in one step: written under a temporary name in the
+    same folder, forced to disk, then renamed; a crash leaves the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    _write_file(tmp, data)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def _weights_bytes(tensors: dict[str, Tensor], step: int) -> bytes:
     # safetensors refuses shared storage and needs contiguous CPU tensors: copy each one.
     plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    from .. import __version__
-
     return st_save(plain, metadata={"step": str(step), "difflab_version": __version__})
 
 
@@ -147,10 +157,7 @@ def save_checkpoint(root: str | Path, step: int, *, model: dict[str, Tensor],
         _fsync_dir(tmp)
         os.replace(tmp, final)
         _fsync_dir(root)
-    pointer_tmp = root / f".tmp-{LATEST}-{os.getpid()}"
-    _write_file(pointer_tmp, (name + "\n").encode())
-    os.replace(pointer_tmp, root / LATEST)
-    _fsync_dir(root)
+    write_atomic(root / LATEST, (name + "\n").encode())
     if keep > 0:
         for old in list_checkpoints(root)[:-keep]:
             if old.name != name:
@@ -242,4 +249,4 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Tens
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_weights", "load_state",
            "fit_weights", "latest_checkpoint", "list_checkpoints", "checkpoint_name",
-           "checkpoint_step", "remove_stale"]
+           "checkpoint_step", "remove_stale", "write_atomic"]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_toys import ToyPoints, make_net, toy_config
 
 from difflab.train import CheckpointError, load_run, train
 from difflab.train import checkpoint as ck
@@ -168,14 +167,14 @@ def test_malicious_state_file_executes_nothing(tmp_path, fmt):
     assert marker.read_text() == "pwned"
 
 
-def test_malicious_checkpoint_in_a_run_is_refused_on_resume(tmp_path):
+def test_malicious_checkpoint_in_a_run_is_refused_on_resume(toys, tmp_path):
     run, marker = tmp_path / "run", tmp_path / "marker"
-    data = ToyPoints()
-    train(toy_config(run, steps=2), net=make_net(), dataset=data)
+    data = toys.ToyPoints()
+    train(toys.toy_config(run, steps=2), net=toys.make_net(), dataset=data)
     torch.save({"step": 2, "evil": Evil(marker)}, run / "checkpoints" / "step-00000002" /
                "state.pt")
     with pytest.raises(CheckpointError, match="state.pt was refused") as e:
-        train(toy_config(run, steps=4), resume=True, net=make_net(), dataset=data)
+        train(toys.toy_config(run, steps=4), resume=True, net=toys.make_net(), dataset=data)
     assert "\n" not in str(e.value) and not marker.exists()
 
 
@@ -197,11 +196,11 @@ def test_bad_latest_pointer_and_missing_run(tmp_path):
         ck.load_state(tmp_path / "partial.pt")
 
 
-def test_load_run_refuses_a_truncated_weights_file(tmp_path):
+def test_load_run_refuses_a_truncated_weights_file(toys, tmp_path):
     run = tmp_path / "run"
-    train(toy_config(run, steps=2), net=make_net(), dataset=ToyPoints())
+    train(toys.toy_config(run, steps=2), net=toys.make_net(), dataset=toys.ToyPoints())
     f = ck.latest_checkpoint(run / "checkpoints") / "ema.safetensors"
     f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="ema.safetensors is not a valid safetensors") as e:
-        load_run(run, net=make_net())
+        load_run(run, net=toys.make_net())
     assert "\n" not in str(e.value)

@@ -1,14 +1,17 @@
-"""Stand-ins for the trainer tests: a tiny time-conditioned MLP and a toy 2-D point set.
+"""Fixtures of the trainer tests: stand-ins for a network and a dataset (a tiny time-conditioned
+MLP, a toy 2-D point set, a toy image set), given to tests as the `toys` fixture.
 
-They keep tests/test_train.py, tests/test_checkpoint.py and the DDP worker independent of
-difflab.nets and difflab.data.
+They keep the trainer tests and the DDP worker (_ddp_worker.py, which imports this file as a
+module, being a script run by torchrun) independent of difflab.nets and difflab.data.
 """
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -132,3 +135,11 @@ class ToyImages(Dataset):
 
     def __getitem__(self, i):
         return self.x[i], torch.tensor(-1)
+
+
+@pytest.fixture(scope="session")
+def toys() -> SimpleNamespace:
+    """The stand-ins: toys.make_net(...), toys.toy_config(run_dir, ...), toys.ToyPoints(), ..."""
+    return SimpleNamespace(ToyNet=ToyNet, ToyPoints=ToyPoints, make_net=make_net,
+                           toy_config=toy_config, state_tensors=state_tensors, ImageToy=ImageToy,
+                           ToyImages=ToyImages)

@@ -1,5 +1,6 @@
 """The trainer (difflab.train): run directory, exact resume, EMA, accumulation, bf16, errors,
-Ctrl-C, and two processes under torchrun. Uses the stand-ins of tests/_train_toys.py."""
+Ctrl-C, and two processes under torchrun. Uses the stand-ins of the `toys` fixture
+(tests/train/conftest.py)."""
 
 import json
 import os
@@ -12,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _train_toys import ImageToy, ToyImages, ToyPoints, make_net, state_tensors, toy_config
 from torch.optim.swa_utils import AveragedModel
 
 import difflab
@@ -28,7 +28,7 @@ from difflab.train import (
     make_ema,
     train,
 )
-from difflab.train import trainer as trainer_module
+from difflab.train import loop as loop_module
 from difflab.train.checkpoint import load_state
 
 HERE = Path(__file__).parent
@@ -76,12 +76,12 @@ def test_config_round_trip_and_errors():
 # A run directory
 
 
-def test_run_directory_contents(tmp_path):
+def test_run_directory_contents(toys, tmp_path):
     run = tmp_path / "run"
-    net = make_net()
-    cfg = toy_config(run, steps=30, log_every=10, checkpoint_every=10, keep_checkpoints=2,
+    net = toys.make_net()
+    cfg = toys.toy_config(run, steps=30, log_every=10, checkpoint_every=10, keep_checkpoints=2,
                      sample_every=30, num_sample=16, warmup_steps=20, lr=2e-3)
-    assert train(cfg, net=net, dataset=ToyPoints()) == run
+    assert train(cfg, net=net, dataset=toys.ToyPoints()) == run
 
     doc = json.loads((run / "config.json").read_text())
     assert doc["difflab_version"] == difflab.__version__
@@ -101,10 +101,10 @@ def test_run_directory_contents(tmp_path):
     png = (run / "samples" / "step-00000030.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
-    config, model, ema = load_run(run, net=make_net())
+    config, model, ema = load_run(run, net=toys.make_net())
     assert config == cfg and model.prediction == "eps" and not ema.training
-    assert _equal(state_tensors(model), state_tensors(net))  # the weights just trained
-    assert _max_diff(state_tensors(ema), state_tensors(net)) > 1e-4  # EMA lags behind
+    assert _equal(toys.state_tensors(model), toys.state_tensors(net))  # the weights just trained
+    assert _max_diff(toys.state_tensors(ema), toys.state_tensors(net)) > 1e-4  # EMA lags behind
     x = difflab.sample(ema, config.schedule, shape=(8, 2), steps=5, seed=0)
     assert x.shape == (8, 2) and torch.isfinite(x).all()
 
@@ -130,10 +130,10 @@ def _read_png(data: bytes):
         h, w, 3)
 
 
-def test_image_samples_are_png_grids(tmp_path):
+def test_image_samples_are_png_grids(toys, tmp_path):
     run = tmp_path / "run"
-    train(toy_config(run, dataset="toy-images", steps=4, sample_every=4, num_sample=6,
-                     sample_steps=3), net=ImageToy(), dataset=ToyImages())
+    train(toys.toy_config(run, dataset="toy-images", steps=4, sample_every=4, num_sample=6,
+                     sample_steps=3), net=toys.ImageToy(), dataset=toys.ToyImages())
     color, px = _read_png((run / "samples" / "step-00000004.png").read_bytes())
     # 6 images of 8x8 enlarged 4x to 32x32, 3 per row, 2 rows, 2-pixel white borders
     assert color == 0 and px.shape == (2 + 2 * 34, 2 + 3 * 34)
@@ -155,35 +155,35 @@ RESUME_KW = dict(batch_size=16, grad_accum=2, warmup_steps=5, grad_clip=0.5, ema
                  weight_decay=0.01)
 
 
-def _net_with_dropout(**kw):
-    return make_net(num_classes=2, dropout=0.3, **kw)
+def _net_with_dropout(toys, **kw):
+    return toys.make_net(num_classes=2, dropout=0.3, **kw)
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(toys, tmp_path_factory):
     """16 steps straight: (final weights, EMA weights, optimizer state, losses)."""
     run = tmp_path_factory.mktemp("straight") / "run"
-    net = _net_with_dropout()
-    train(toy_config(run, steps=16, **RESUME_KW), net=net, dataset=ToyPoints())
-    _, _, ema = load_run(run, net=_net_with_dropout())
+    net = _net_with_dropout(toys)
+    train(toys.toy_config(run, steps=16, **RESUME_KW), net=net, dataset=toys.ToyPoints())
+    _, _, ema = load_run(run, net=_net_with_dropout(toys))
     state = load_state(latest_checkpoint(run / "checkpoints") / "state.pt")
-    return state_tensors(net), state_tensors(ema), state["optimizer"], _metrics(run)
+    return toys.state_tensors(net), toys.state_tensors(ema), state["optimizer"], _metrics(run)
 
 
-def _resumed(run: Path, first: int, total: int):
-    data = ToyPoints()
-    train(toy_config(run, steps=first, **RESUME_KW), net=_net_with_dropout(), dataset=data)
-    net = _net_with_dropout(seed=123)  # other initial weights: resume must load them all
-    train(toy_config(run, steps=total, **RESUME_KW), resume=True, net=net, dataset=data)
-    _, _, ema = load_run(run, net=_net_with_dropout())
+def _resumed(toys, run: Path, first: int, total: int):
+    data = toys.ToyPoints()
+    train(toys.toy_config(run, steps=first, **RESUME_KW), net=_net_with_dropout(toys), dataset=data)
+    net = _net_with_dropout(toys, seed=123)  # other initial weights: resume must load them all
+    train(toys.toy_config(run, steps=total, **RESUME_KW), resume=True, net=net, dataset=data)
+    _, _, ema = load_run(run, net=_net_with_dropout(toys))
     return net, ema
 
 
-def test_resume_is_bitwise_identical(tmp_path, straight):
+def test_resume_is_bitwise_identical(toys, tmp_path, straight):
     weights, ema_weights, opt_state, losses = straight
-    net, ema = _resumed(tmp_path / "run", 8, 16)
-    assert _equal(state_tensors(net), weights)
-    assert _equal(state_tensors(ema), ema_weights)
+    net, ema = _resumed(toys, tmp_path / "run", 8, 16)
+    assert _equal(toys.state_tensors(net), weights)
+    assert _equal(toys.state_tensors(ema), ema_weights)
     state = load_state(latest_checkpoint(tmp_path / "run" / "checkpoints") / "state.pt")
     for k, s in opt_state["state"].items():
         assert all(torch.equal(s[n], state["optimizer"]["state"][k][n]) for n in s)
@@ -191,51 +191,52 @@ def test_resume_is_bitwise_identical(tmp_path, straight):
     assert [r["loss"] for r in _metrics(tmp_path / "run")] == [r["loss"] for r in losses]
 
 
-def test_resume_test_detects_a_lost_rng_state(tmp_path, straight, monkeypatch):
+def test_resume_test_detects_a_lost_rng_state(toys, tmp_path, straight, monkeypatch):
     """Control: if resume forgot the dropout RNG, the comparison above would fail."""
-    monkeypatch.setattr(trainer_module, "_set_rng_state", lambda state, device: None)
-    net, _ = _resumed(tmp_path / "run", 8, 16)
-    assert not _equal(state_tensors(net), straight[0])
+    monkeypatch.setattr(loop_module, "set_rng_state", lambda state, device: None)
+    net, _ = _resumed(toys, tmp_path / "run", 8, 16)
+    assert not _equal(toys.state_tensors(net), straight[0])
 
 
-def test_data_workers_keep_the_result_exact(tmp_path, straight):
+def test_data_workers_keep_the_result_exact(toys, tmp_path, straight):
     """num_workers=2 (worker processes prefetching batches) changes nothing, resume included."""
-    run, data, kw = tmp_path / "run", ToyPoints(), {**RESUME_KW, "num_workers": 2}
-    train(toy_config(run, steps=8, **kw), net=_net_with_dropout(), dataset=data)
-    net = _net_with_dropout()
-    train(toy_config(run, steps=16, **kw), resume=True, net=net, dataset=data)
-    assert _equal(state_tensors(net), straight[0])
+    run, data, kw = tmp_path / "run", toys.ToyPoints(), {**RESUME_KW, "num_workers": 2}
+    train(toys.toy_config(run, steps=8, **kw), net=_net_with_dropout(toys), dataset=data)
+    net = _net_with_dropout(toys)
+    train(toys.toy_config(run, steps=16, **kw), resume=True, net=net, dataset=data)
+    assert _equal(toys.state_tensors(net), straight[0])
 
 
-def test_ctrl_c_saves_and_resume_continues_exactly(tmp_path, straight):
+def test_ctrl_c_saves_and_resume_continues_exactly(toys, tmp_path, straight):
     run = tmp_path / "run"
-    data = ToyPoints()
+    data = toys.ToyPoints()
     # SIGINT during forward call 13 = step 7's first micro-batch (grad_accum=2)
-    net = _net_with_dropout(interrupt_at=13)
+    net = _net_with_dropout(toys, interrupt_at=13)
     with pytest.raises(TrainInterrupted, match="interrupted at step 7") as e:
-        train(toy_config(run, steps=16, **RESUME_KW), net=net, dataset=data)
+        train(toys.toy_config(run, steps=16, **RESUME_KW), net=net, dataset=data)
     assert isinstance(e.value, KeyboardInterrupt) and e.value.checkpoint.name == "step-00000007"
     assert latest_checkpoint(run / "checkpoints").name == "step-00000007"
-    net = _net_with_dropout()
-    train(toy_config(run, steps=16, **RESUME_KW), resume=True, net=net, dataset=data)
-    assert _equal(state_tensors(net), straight[0])
+    net = _net_with_dropout(toys)
+    train(toys.toy_config(run, steps=16, **RESUME_KW), resume=True, net=net, dataset=data)
+    assert _equal(toys.state_tensors(net), straight[0])
 
 
 # ----------------------------------------------------------------------------------------------
 # The optimizer step: accumulation, EMA, bf16
 
 
-def test_grad_accum_matches_one_big_batch(tmp_path):
-    data, out = ToyPoints(), []
+def test_grad_accum_matches_one_big_batch(toys, tmp_path):
+    data, out = toys.ToyPoints(), []
     for accum in (1, 4):
-        net = make_net()
-        train(toy_config(tmp_path / f"a{accum}", steps=10, batch_size=32, grad_accum=accum),
+        net = toys.make_net()
+        train(toys.toy_config(tmp_path / f"a{accum}", steps=10, batch_size=32, grad_accum=accum),
               net=net, dataset=data)
-        out.append(state_tensors(net))
+        out.append(toys.state_tensors(net))
     assert _max_diff(out[0], out[1]) < 1e-6
-    other = make_net()  # control: a different seed moves the weights far more than that
-    train(toy_config(tmp_path / "s1", steps=10, batch_size=32, seed=1), net=other, dataset=data)
-    assert _max_diff(out[0], state_tensors(other)) > 1e-3
+    other = toys.make_net()  # control: a different seed moves the weights far more than that
+    train(toys.toy_config(tmp_path / "s1", steps=10, batch_size=32, seed=1), net=other,
+          dataset=data)
+    assert _max_diff(out[0], toys.state_tensors(other)) > 1e-3
 
 
 @pytest.mark.parametrize("warmup", [True, False])
@@ -257,11 +258,11 @@ def test_ema_is_averaged_model_with_warmup_decay(warmup):
         torch.testing.assert_close(ema.module.weight, expected, rtol=0, atol=1e-6)
 
 
-def test_bf16_autocast_with_fp32_loss_and_weights(tmp_path):
-    data = ToyPoints()
+def test_bf16_autocast_with_fp32_loss_and_weights(toys, tmp_path):
+    data = toys.ToyPoints()
     for bf16 in (False, True):
-        net = make_net()
-        train(toy_config(tmp_path / f"bf16-{bf16}", steps=6, bf16=bf16), net=net, dataset=data)
+        net = toys.make_net()
+        train(toys.toy_config(tmp_path / f"bf16-{bf16}", steps=6, bf16=bf16), net=net, dataset=data)
         assert net.last_dtype == (torch.bfloat16 if bf16 else torch.float32)
         assert all(p.dtype == torch.float32 for p in net.parameters())
         assert all(torch.isfinite(torch.tensor(r["loss"])) for r in _metrics(tmp_path /
@@ -272,23 +273,23 @@ def test_bf16_autocast_with_fp32_loss_and_weights(tmp_path):
 # Errors: one line, nothing lost
 
 
-def test_existing_run_directory_is_not_overwritten(tmp_path):
-    run, data = tmp_path / "run", ToyPoints()
-    cfg = toy_config(run, steps=4, checkpoint_every=2)
-    train(cfg, net=make_net(), dataset=data)
+def test_existing_run_directory_is_not_overwritten(toys, tmp_path):
+    run, data = tmp_path / "run", toys.ToyPoints()
+    cfg = toys.toy_config(run, steps=4, checkpoint_every=2)
+    train(cfg, net=toys.make_net(), dataset=data)
     before = _files(run)
     with pytest.raises(TrainError, match="already exists") as e:
-        train(cfg, net=make_net(), dataset=data)
+        train(cfg, net=toys.make_net(), dataset=data)
     assert "\n" not in str(e.value)
     with pytest.raises(TrainError, match=r"cannot resume .* \(lr 0.003 -> 0.1\)") as e:
-        train(cfg.replace(lr=0.1, steps=8), resume=True, net=make_net(), dataset=data)
+        train(cfg.replace(lr=0.1, steps=8), resume=True, net=toys.make_net(), dataset=data)
     assert "\n" not in str(e.value)
     with pytest.raises(TrainError, match="exclude each other"):
-        train(cfg, resume=True, force=True, net=make_net(), dataset=data)
+        train(cfg, resume=True, force=True, net=toys.make_net(), dataset=data)
     with pytest.raises(TrainError, match="nothing to resume"):
-        train(toy_config(tmp_path / "new"), resume=True, net=make_net(), dataset=data)
+        train(toys.toy_config(tmp_path / "new"), resume=True, net=toys.make_net(), dataset=data)
     assert _files(run) == before
-    train(cfg.replace(steps=2), force=True, net=make_net(), dataset=data)  # start again
+    train(cfg.replace(steps=2), force=True, net=toys.make_net(), dataset=data)  # start again
     assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step-00000002"]
 
 
@@ -302,76 +303,79 @@ class NoLabels(torch.nn.Linear):
         return super().forward(x)
 
 
-def test_bad_setup_fails_before_anything_is_written(tmp_path):
-    run, data = tmp_path / "run", ToyPoints()
-    cases = [({}, make_net(dim=3), r"returns|fails on .*shape \(2, 2\)"),
-             ({"sampler": "nope"}, make_net(), "nope"),
-             ({"time_sampling": "discrete", "schedule": "vp"}, make_net(), "discrete"),
-             ({"batch_size": 15, "grad_accum": 2}, make_net(), "not divisible"),
+def test_bad_setup_fails_before_anything_is_written(toys, tmp_path):
+    run, data = tmp_path / "run", toys.ToyPoints()
+    cases = [({}, toys.make_net(dim=3), r"returns|fails on .*shape \(2, 2\)"),
+             ({"sampler": "nope"}, toys.make_net(), "nope"),
+             ({"time_sampling": "discrete", "schedule": "vp"}, toys.make_net(), "discrete"),
+             ({"batch_size": 15, "grad_accum": 2}, toys.make_net(), "not divisible"),
              ({"class_cond": True}, NoLabels(), "fails on")]
     for kw, net, msg in cases:
         with pytest.raises(TrainError, match=msg) as e:
-            train(toy_config(run, **kw), net=net, dataset=data)
+            train(toys.toy_config(run, **kw), net=net, dataset=data)
         assert "\n" not in str(e.value)
         assert not run.exists()
 
 
 @pytest.mark.parametrize("bad,clip", [("nan_at", 1.0), ("inf_grad_at", 1.0),
                                       ("inf_grad_at", None), ("inf_grad_at", 0.0)])
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, bad, clip):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(toys, tmp_path, bad, clip):
     run = tmp_path / "run"
-    net = make_net(**{bad: 8})  # steps 1..7 are fine, step 8's loss (or gradient) is not
+    net = toys.make_net(**{bad: 8})  # steps 1..7 are fine, step 8's loss (or gradient) is not
     with pytest.raises(TrainError, match="is nan at step 8.*last good checkpoint is .*"
                                          "step-00000006") as e:
-        train(toy_config(run, steps=20, checkpoint_every=3, grad_clip=clip), net=net,
-              dataset=ToyPoints())
+        train(toys.toy_config(run, steps=20, checkpoint_every=3, grad_clip=clip), net=net,
+              dataset=toys.ToyPoints())
     assert "\n" not in str(e.value)
     assert [p.name for p in list_checkpoints(run / "checkpoints")][-1] == "step-00000006"
-    _, model, ema = load_run(run, net=make_net(**{bad: 8}))
+    _, model, ema = load_run(run, net=toys.make_net(**{bad: 8}))
     assert all(torch.isfinite(p).all() for p in [*model.parameters(), *ema.parameters()])
     assert all(torch.isfinite(p).all() for p in net.parameters())  # the NaN step was not taken
 
 
-def test_resume_checks_and_errors(tmp_path):
-    run, data = tmp_path / "run", ToyPoints()
+def test_resume_checks_and_errors(toys, tmp_path):
+    run, data = tmp_path / "run", toys.ToyPoints()
     kw = {"net_kwargs": {"hidden": (32,)}}  # a tuple, stored as a JSON list: the same config
-    train(toy_config(run, steps=4, **kw), net=make_net(), dataset=data)
-    train(toy_config(run, steps=6, **kw), resume=True, net=make_net(), dataset=data)
+    train(toys.toy_config(run, steps=4, **kw), net=toys.make_net(), dataset=data)
+    train(toys.toy_config(run, steps=6, **kw), resume=True, net=toys.make_net(), dataset=data)
     with pytest.raises(TrainError, match="already at step 6, past steps = 3"):
-        train(toy_config(run, steps=3, **kw), resume=True, net=make_net(), dataset=data)
+        train(toys.toy_config(run, steps=3, **kw), resume=True, net=toys.make_net(), dataset=data)
     assert latest_checkpoint(run / "checkpoints").name == "step-00000006"
     assert TrainConfig.from_json(run / "config.json").steps == 6  # config.json untouched
     for field, value in (("device", "gpu"), ("device", "cuda:x"), ("adam_betas", 0.9),
                          ("seed", 2**64)):
         with pytest.raises(TrainError, match=f"config field {field}"):
-            toy_config(tmp_path / "x", **{field: value}).validate()
+            toys.toy_config(tmp_path / "x", **{field: value}).validate()
 
 
-def test_metrics_lines_are_the_same_after_ctrl_c_and_resume(tmp_path):
-    data, kw = ToyPoints(), {"log_every": 4, "checkpoint_every": 0}
-    train(toy_config(tmp_path / "a", steps=10, **kw), net=make_net(), dataset=data)
+def test_metrics_lines_are_the_same_after_ctrl_c_and_resume(toys, tmp_path):
+    data, kw = toys.ToyPoints(), {"log_every": 4, "checkpoint_every": 0}
+    train(toys.toy_config(tmp_path / "a", steps=10, **kw), net=toys.make_net(), dataset=data)
     with pytest.raises(TrainInterrupted, match="at step 6"):  # off the logging grid
-        train(toy_config(tmp_path / "b", steps=10, **kw), net=make_net(interrupt_at=6),
+        train(toys.toy_config(tmp_path / "b", steps=10, **kw), net=toys.make_net(interrupt_at=6),
               dataset=data)
-    train(toy_config(tmp_path / "b", steps=10, **kw), resume=True, net=make_net(), dataset=data)
+    train(toys.toy_config(tmp_path / "b", steps=10, **kw), resume=True, net=toys.make_net(),
+          dataset=data)
     a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [4, 8, 10]
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
     # a run that ended off the grid (10) and is extended to 12: its line at 12 still averages
     # steps 9..12, as in a straight 12-step run
-    train(toy_config(tmp_path / "c", steps=12, **kw), net=make_net(), dataset=data)
-    train(toy_config(tmp_path / "a", steps=12, **kw), resume=True, net=make_net(), dataset=data)
+    train(toys.toy_config(tmp_path / "c", steps=12, **kw), net=toys.make_net(), dataset=data)
+    train(toys.toy_config(tmp_path / "a", steps=12, **kw), resume=True, net=toys.make_net(),
+          dataset=data)
     a, c = _metrics(tmp_path / "a"), _metrics(tmp_path / "c")
     assert [r["step"] for r in a] == [4, 8, 10, 12] and [r["step"] for r in c] == [4, 8, 12]
     assert a[-1]["loss"] == c[-1]["loss"]
 
 
-def test_resume_refuses_a_checkpoint_of_another_network(tmp_path):
-    run, data = tmp_path / "run", ToyPoints()
-    train(toy_config(run, steps=2), net=make_net(), dataset=data)
+def test_resume_refuses_a_checkpoint_of_another_network(toys, tmp_path):
+    run, data = tmp_path / "run", toys.ToyPoints()
+    train(toys.toy_config(run, steps=2), net=toys.make_net(), dataset=data)
     with pytest.raises(CheckpointError, match=r"inp.weight: checkpoint \(32, 3\) vs model "
                                               r"\(16, 3\)") as e:
-        train(toy_config(run, steps=4), resume=True, net=make_net(hidden=16), dataset=data)
+        train(toys.toy_config(run, steps=4), resume=True, net=toys.make_net(hidden=16),
+              dataset=data)
     assert "\n" not in str(e.value)
 
 
@@ -379,13 +383,13 @@ def test_resume_refuses_a_checkpoint_of_another_network(tmp_path):
 # Two processes
 
 
-def test_two_processes_match_one(tmp_path):
+def test_two_processes_match_one(toys, tmp_path):
     """torchrun with 2 CPU processes (gloo): both hold the same weights, equal to one process
     with the same global batch to float tolerance; a resumed 2-process run is bitwise equal to
     a straight one; only rank 0 writes (each metrics line once, samples drawn)."""
     steps = 4
     env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(HERE.parent / "src"),
+           "PYTHONPATH": os.pathsep.join([str(HERE.parents[1] / "src"),
                                           os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
            "2", str(HERE / "_ddp_worker.py"), str(tmp_path), str(steps)]
@@ -397,14 +401,15 @@ def test_two_processes_match_one(tmp_path):
     assert [r["step"] for r in _metrics(tmp_path / "a")] == [4, 8]
     assert (tmp_path / "a" / "samples" / "step-00000008.png").is_file()
 
-    net = make_net(num_classes=2)  # the same config on one process
+    net = toys.make_net(num_classes=2)  # the same config on one process
     cfg = TrainConfig.from_json(tmp_path / "a" / "config.json").replace(
         run_dir=str(tmp_path / "single"))
-    train(cfg, net=net, dataset=ToyPoints())
-    assert _max_diff(state_tensors(net), r0["a"]) < 1e-6
-    assert not _equal(state_tensors(net), make_net(num_classes=2).state_dict())  # it trained
-    _, _, ema = load_run(tmp_path / "single", net=make_net(num_classes=2))
-    assert _max_diff(state_tensors(ema), r0["ema"]) < 1e-6
+    train(cfg, net=net, dataset=toys.ToyPoints())
+    assert _max_diff(toys.state_tensors(net), r0["a"]) < 1e-6
+    untrained = toys.make_net(num_classes=2).state_dict()
+    assert not _equal(toys.state_tensors(net), untrained)  # it trained
+    _, _, ema = load_run(tmp_path / "single", net=toys.make_net(num_classes=2))
+    assert _max_diff(toys.state_tensors(ema), r0["ema"]) < 1e-6
     single = [r["loss"] for r in _metrics(tmp_path / "single")]
     assert single == pytest.approx([r["loss"] for r in _metrics(tmp_path / "a")], rel=1e-6)
 
@@ -437,7 +442,7 @@ def test_mlp_2d_learns_8gaussians(tmp_path):
     if not (hasattr(nets, "get_net") and hasattr(data, "get_dataset")):
         pytest.skip("difflab.nets.get_net / difflab.data.get_dataset are not there yet")
     from difflab.data.toy import toy_sample
-    from difflab.metrics import sliced_wasserstein2
+    from difflab.eval.metrics import sliced_wasserstein2
 
     cfg = TrainConfig(net="mlp-2d", dataset="8gaussians", dataset_kwargs={"n": 20000},
                       prediction="v", steps=600, batch_size=256, lr=2e-3, warmup_steps=50,

@@ -6,7 +6,7 @@ the command exits with one line and no traceback, and `--resume` carries on from
   a Ctrl-C the process already had): all save.
 - A 2-process torchrun job gets SIGINT on torchrun's process group, as a terminal's Ctrl-C does;
   torchrun starts its workers in sessions of their own and passes the signal on to each.
-- A second Ctrl-C, well after the first, stops at once without saving (`_StopRequest`).
+- A second Ctrl-C, well after the first, stops at once without saving (`StopRequest`).
 """
 
 import json
@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from difflab.train import list_checkpoints, load_run
-from difflab.train.trainer import _StopRequest
+from difflab.train.stop import StopRequest
 
-SRC = Path(__file__).parent.parent / "src"
+SRC = Path(__file__).parents[2] / "src"
 TRAIN = ["train", "moons", "--steps", "100000", "--log-every", "1", "--checkpoint-every", "0",
          "--sample-every", "0", "--no-progress"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
@@ -154,8 +154,8 @@ def test_ctrl_c_on_a_torchrun_job_saves_once_and_resumes(tmp_path):
 
 
 def test_a_second_ctrl_c_after_the_grace_period_stops_at_once(monkeypatch):
-    monkeypatch.setattr(_StopRequest, "grace", 0.0)
-    with _StopRequest() as stop:
+    monkeypatch.setattr(StopRequest, "grace", 0.0)
+    with StopRequest() as stop:
         stop._handle(signal.SIGINT, None)
         assert stop.requested
         stop._handle(signal.SIGTERM, None)  # a SIGTERM on top changes nothing

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _train_toys import ToyPoints, make_net, state_tensors, toy_config  # noqa: E402
+from conftest import ToyPoints, make_net, state_tensors, toy_config  # noqa: E402
 
 from difflab.train import load_run, train  # noqa: E402
 
