@@ -149,3 +149,42 @@ def _folder_config(tmp_path, run):
     path = tmp_path / "folder.json"
     path.write_text(json.dumps(cfg))
     return path
+
+
+def test_an_unexpected_error_is_not_a_one_liner(tmp_path, capsys, monkeypatch):
+    """A bug (an exception difflab did not raise on purpose, here from inside a network or a
+    library) says it is unexpected, exits 1 and shows its traceback on request; a mistake
+    difflab reports itself stays one line, exit 2, also with --traceback (then with the
+    traceback above it)."""
+
+    def bug(*args, **kwargs):  # as if torch or a user's network failed
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 2x8)")
+
+    def foreign_value_error(*args, **kwargs):  # a ValueError, but not raised by difflab
+        raise ValueError("math domain error")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DIFFLAB_TRACEBACK", raising=False)
+    monkeypatch.setattr("difflab.commands.run_info", bug)
+    assert main(["info", "somewhere"]) == 1
+    err = _err(capsys)
+    assert err.startswith("difflab: unexpected error: RuntimeError: mat1 and mat2")
+    assert "--traceback" in err and "DIFFLAB_TRACEBACK=1" in err and "Traceback" not in err
+
+    assert main(["info", "somewhere", "--traceback"]) == 1
+    err = _err(capsys)
+    assert "Traceback (most recent call last)" in err and "in bug" in err
+
+    monkeypatch.setenv("DIFFLAB_TRACEBACK", "1")
+    monkeypatch.setattr("difflab.commands.run_info", foreign_value_error)
+    assert main(["info", "somewhere"]) == 1
+    err = _err(capsys)
+    assert "in foreign_value_error" in err and "unexpected error: ValueError" in err
+
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    assert main(["info", str(tmp_path / "nowhere"), "--traceback"]) == 2
+    err = _err(capsys)
+    assert err.splitlines()[-1].startswith("difflab: error: ") and "Traceback" in err
+    assert main(["info", str(tmp_path / "nowhere")]) == 2
+    assert len(_err(capsys).splitlines()) == 1

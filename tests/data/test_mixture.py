@@ -65,8 +65,10 @@ def test_score_per_sample_alpha_sigma(mix):
     x = noised(mix, 6, a, s)
     got = mix.score(x, a, s)
     assert_close(got, autograd_score(mix, x, a, s))
-    for i in range(6):  # each row equals the scalar evaluation
-        assert_close(got[i : i + 1], mix.score(x[i : i + 1], float(a[i]), float(s[i])), rtol=1e-12)
+    for i in range(6):  # each row equals the scalar evaluation, to rounding: a batch and a
+        # single row take different BLAS kernels (measured on one CPU: 3.9e-13 at scale 43,
+        # over the 1e-12 tolerance this test first had)
+        assert_close(got[i : i + 1], mix.score(x[i : i + 1], float(a[i]), float(s[i])), rtol=1e-10)
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine", "vp", "edm"])

@@ -119,7 +119,6 @@ class Samples(Hook):
 
     def __call__(self, ctx: HookContext) -> dict[str, float]:
         path = ctx.run.training_picture(ctx.step)
-        path.parent.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
         try:
             ctx.task.preview(ctx.ema, path, title=f"{cfg.net} on {cfg.dataset}, step "

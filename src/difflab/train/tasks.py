@@ -90,7 +90,8 @@ class Task:
         raise NotImplementedError
 
     def preview(self, model, path: Path, *, title: str = "") -> Path | None:
-        """A picture of cfg.num_sample samples of `model` (None: this task draws none)."""
+        """Write a picture of cfg.num_sample samples of `model` to `path` (creating its
+        folder); None: this task draws none."""
         return None
 
 
@@ -194,6 +195,7 @@ class Generate(Task):
                    prediction=cfg.prediction, sampler=cfg.sampler, steps=cfg.sample_steps,
                    seed=cfg.seed, cond=None if cond is None else cond.to(dev), device=dev,
                    clip_x0=1.0 if image else None, bf16=cfg.bf16)
+        path.parent.mkdir(parents=True, exist_ok=True)
         return save_samples(x, path, title=title, nrow=nrow)
 
 
