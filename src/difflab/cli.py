@@ -56,7 +56,8 @@ class TrainCommand:
     config."""
 
 
-DICT_FIELDS = ("net_kwargs", "dataset_kwargs", "schedule_kwargs")
+# The dict-valued config fields (net_kwargs, hooks, ...): given as JSON on the command line.
+DICT_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.default_factory is dict)
 
 
 def _pop_dict_options(args: list[str]) -> tuple[list[str], dict[str, dict]]:

@@ -36,7 +36,7 @@ from .distributed import Dist
 from .ema import make_ema
 from .hooks import Hook, HookContext
 from .rng import rng_state, seed_process, set_rng_state
-from .rundir import MetricsLog, RunDir
+from .rundir import MetricsLog, RunDir, training_record
 from .stop import StopRequest, TrainInterrupted, ignore_stop_signals
 from .tasks import Task
 
@@ -180,8 +180,8 @@ class Loop:
                 log.write({"step": self.step, "hook": hook.name, **metrics})
 
     def _log_line(self, log: MetricsLog | None, bar, lr: float, speed: float) -> None:
-        rec = {"step": self.step, "loss": self.log_acc[0] / self.log_acc[1], "lr": lr,
-               "images_per_s": speed}
+        """A training line: the loss averaged since the last one, lr, samples per second."""
+        rec = training_record(self.step, self.log_acc[0] / self.log_acc[1], lr, speed)
         if log is not None:
             log.write(rec)
         if bar is not None:

@@ -147,6 +147,12 @@ def clear(run_dir: str | Path) -> None:
 # metrics.jsonl
 
 
+def training_record(step: int, loss: float, lr: float, samples_per_s: float) -> dict[str, Any]:
+    """A training line of metrics.jsonl. The throughput is data samples per second whatever
+    the data; its key, `images_per_s`, is the name difflab 0.1 gave it."""
+    return {"step": step, "loss": loss, "lr": lr, "images_per_s": samples_per_s}
+
+
 def _records(path: Path) -> list[dict[str, Any]]:
     """Every complete JSON object line with a step (a line a crash cut short is skipped)."""
     if not path.is_file():
@@ -233,4 +239,5 @@ def load_run(run_dir: str | Path, *, net: nn.Module | Callable[[], nn.Module] | 
 
 __all__ = ["RunDir", "load_config", "read_resolved", "write_config", "check_start", "clear",
            "read_metrics", "read_hook_metrics", "truncate_metrics", "MetricsLog", "load_run",
+           "training_record",
            "CONFIG_FILE", "METRICS_FILE", "CHECKPOINTS", "SAMPLES"]
