@@ -1,9 +1,11 @@
-"""Fixtures shared by the whole suite: the exact single-Gaussian model."""
+"""Fixtures shared by the whole suite: the exact single-Gaussian model and the Gaussian-mixture
+presets (exact test problems, DESIGN.md section 6)."""
 
 import math
 
 import pytest
 
+from difflab.data.mixture import GaussianMixture
 from difflab.schedules import Schedule
 
 
@@ -37,3 +39,15 @@ class GaussianX0:
 def gaussian_x0():
     """The class GaussianX0(schedule, m=0.5, s=0.3): an exact x0 'network' for N(m, s^2 I)."""
     return GaussianX0
+
+
+@pytest.fixture(scope="session")
+def mix2() -> GaussianMixture:
+    """The `2d` Gaussian-mixture preset."""
+    return GaussianMixture.preset("2d")
+
+
+@pytest.fixture(scope="session")
+def mix64() -> GaussianMixture:
+    """The `d64` Gaussian-mixture preset."""
+    return GaussianMixture.preset("d64")

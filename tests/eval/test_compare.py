@@ -7,7 +7,6 @@ import torch
 from PIL import Image
 
 from difflab import samplers
-from difflab.data.mixture import GaussianMixture
 from difflab.eval.compare import (
     HEADER,
     format_table,
@@ -15,11 +14,6 @@ from difflab.eval.compare import (
     run_sampler,
     sampler_table,
 )
-
-
-@pytest.fixture(scope="module")
-def mix2():
-    return GaussianMixture.preset("2d")
 
 
 def test_sampler_table_rows_count_evaluations_and_score_finitely(mix2):

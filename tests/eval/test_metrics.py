@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from difflab.data import GaussianMixture
 from difflab.eval.metrics import (
     MIN_SAMPLES,
     _directions,
@@ -15,16 +14,6 @@ from difflab.eval.metrics import (
     sliced_wasserstein2,
     sw2_noise_floor,
 )
-
-
-@pytest.fixture(scope="module")
-def mix2():
-    return GaussianMixture.preset("2d")
-
-
-@pytest.fixture(scope="module")
-def mix64():
-    return GaussianMixture.preset("d64")
 
 
 def gaussian(n, d, seed):

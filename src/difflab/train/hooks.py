@@ -24,13 +24,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..errors import one_line
+from ..registry import Registry
 from ..sampling import SamplingError, nfe_grid
 from . import batches
 from .config import TrainConfig, TrainError
 from .rundir import RunDir
 from .tasks import Task
 
-_HOOKS: dict[str, type[Hook]] = {}
 EVAL_SET = 0xE7A1  # the stream of the ema_loss hook's fixed batches (batches.derive_seed)
 
 
@@ -71,19 +71,9 @@ class Hook:
         raise NotImplementedError
 
 
-def register_hook(name: str):
-    """Class decorator: make a Hook subclass available by name in the config."""
-
-    def add(cls: type[Hook]) -> type[Hook]:
-        cls.name = name
-        _HOOKS[name] = cls
-        return cls
-
-    return add
-
-
-def available_hooks() -> list[str]:
-    return list(_HOOKS)
+HOOKS: Registry[type[Hook]] = Registry("hook", TrainError)
+register_hook = HOOKS.register  # class decorator: @register_hook("name") names it in cfg.hooks
+available_hooks = HOOKS.names
 
 
 def build_hooks(cfg: TrainConfig, task: Task) -> list[Hook]:
@@ -96,11 +86,10 @@ def build_hooks(cfg: TrainConfig, task: Task) -> list[Hook]:
         specs.append((name, spec))
     hooks = []
     for name, spec in specs:
-        if name not in _HOOKS:
-            raise TrainError(f"unknown hook {name!r}; choose one of {', '.join(_HOOKS)}")
+        cls = HOOKS.get(name)
         options = dict(spec) if isinstance(spec, dict) else {"every": spec}
         every = options.pop("every")
-        hooks.append(_HOOKS[name](every, cfg, task, **options))
+        hooks.append(cls(every, cfg, task, **options))
     return hooks
 
 

@@ -27,33 +27,19 @@ from ..errors import one_line
 from ..losses import diffusion_loss, sample_t
 from ..pictures import class_grid, save_samples
 from ..predictions import check_net_output
+from ..registry import Registry
 from ..sampling import sample
 from ..schedules import Schedule
 from .config import TrainConfig, TrainError
 
-_TASKS: dict[str, type[Task]] = {}
-
-
-def register_task(name: str):
-    """Class decorator: make a Task subclass available as `TrainConfig(task=name)`."""
-
-    def add(cls: type[Task]) -> type[Task]:
-        cls.name = name
-        _TASKS[name] = cls
-        return cls
-
-    return add
-
-
-def available_tasks() -> list[str]:
-    return list(_TASKS)
+TASKS: Registry[type[Task]] = Registry("task", TrainError)
+register_task = TASKS.register  # class decorator: @register_task("name") makes cfg.task = name
+available_tasks = TASKS.names
 
 
 def build_task(cfg: TrainConfig, dataset: Dataset, schedule: Schedule) -> Task:
     """The task the config names, for this dataset and schedule."""
-    if cfg.task not in _TASKS:
-        raise TrainError(f"unknown task {cfg.task!r}; choose one of {', '.join(_TASKS)}")
-    return _TASKS[cfg.task](cfg, dataset, schedule)
+    return TASKS.get(cfg.task)(cfg, dataset, schedule)
 
 
 def first_batch(dataset: Dataset, n: int = 2):
