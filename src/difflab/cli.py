@@ -115,9 +115,10 @@ def cmd_train(argv: list[str]) -> int:
                         description="Train a diffusion model: difflab train PRESET [--FIELD "
                         "VALUE ...], or difflab train --config-file FILE [...]. Presets: "
                         + ", ".join(TRAIN_PRESETS) + ". The dict fields take JSON objects, "
-                        "merged into the preset's: --net-kwargs, --dataset-kwargs, "
-                        "--schedule-kwargs. With --resume the run's own config.json is the "
-                        "base and the fields given override it.")
+                        "merged into the preset's: "
+                        + ", ".join("--" + n.replace("_", "-") for n in DICT_FIELDS)
+                        + ". With --resume the run's own config.json is the base and the "
+                        "fields given override it.")
 
     args = parse(base or TrainConfig())
     stored = RunDir(args.config.run_dir).config_file
