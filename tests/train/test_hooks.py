@@ -4,8 +4,10 @@
 import json
 from contextlib import nullcontext
 
+import numpy as np
 import pytest
 import torch
+from torch.utils.data import Dataset
 
 from difflab.cli import main
 from difflab.train import (
@@ -17,6 +19,21 @@ from difflab.train import (
     register_hook,
     train,
 )
+
+
+class Jittered(Dataset):
+    """The toy points with numpy noise added on every read: random augmentation drawn from the
+    global numpy RNG, which exact resume (num_workers 0) keeps."""
+
+    def __init__(self, base):
+        self.base, self.num_classes, self.shape = base, base.num_classes, base.shape
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x + torch.from_numpy(np.random.normal(0, 0.05, 2).astype(np.float32)), y
 
 
 def _lines(run):
@@ -56,15 +73,18 @@ def test_hook_metrics_are_step_stamped_and_shown_by_info(toys, tmp_path, capsys)
     assert "test-count.calls 3 at step 10" in out
 
 
-@pytest.mark.parametrize("forked", [True, False])
-def test_hooks_do_not_change_the_trained_weights(toys, tmp_path, monkeypatch, forked):
-    """A network with dropout draws from the global RNG; hooks (a sample picture, the EMA loss,
-    whose data loader draws a seed from it too) run between steps. The weights equal those of
-    a run without hooks, because the loop saves and restores the RNG around them; the control
-    (forked=False: no save and restore) shows the test would see the difference."""
-    if not forked:
-        monkeypatch.setattr(torch.random, "fork_rng", lambda *a, **k: nullcontext())
-    data, kw = toys.ToyPoints(), dict(steps=8, class_cond=True, cond_drop=0.25)
+@pytest.mark.parametrize("kept", [True, False])
+def test_hooks_do_not_change_the_trained_weights(toys, tmp_path, monkeypatch, kept):
+    """A network with dropout draws from torch's RNG, the data's augmentation from numpy's;
+    hooks (a sample picture, the EMA loss, whose data loader draws a seed and reads augmented
+    items) run between steps. The weights equal those of a run without hooks, because the loop
+    puts every RNG back after a hook; the control (kept=False: it does not) shows the test
+    would see the difference."""
+    from difflab.train import loop
+
+    if not kept:
+        monkeypatch.setattr(loop, "kept_rng", lambda device: nullcontext())
+    data, kw = Jittered(toys.ToyPoints()), dict(steps=8, class_cond=True, cond_drop=0.25)
     plain = toys.make_net(num_classes=2, dropout=0.3)
     train(toys.toy_config(tmp_path / "plain", **kw), net=plain, dataset=data)
     hooked = toys.make_net(num_classes=2, dropout=0.3)
@@ -73,11 +93,14 @@ def test_hooks_do_not_change_the_trained_weights(toys, tmp_path, monkeypatch, fo
     assert (tmp_path / "hooked" / "samples" / "step-00000006.png").is_file()
     same = all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(),
                                                  hooked.state_dict().values(), strict=True))
-    assert same == forked
+    assert same == kept
 
 
 def test_resumed_run_logs_the_same_hook_metrics(toys, tmp_path):
-    data, kw = toys.ToyPoints(), dict(log_every=2, checkpoint_every=4, hooks={"ema_loss": 3})
+    """Also with augmented data: the EMA loss's fixed set is the same whenever it is built
+    (here at step 3, and again after the resume, at step 9)."""
+    data = Jittered(toys.ToyPoints())
+    kw = dict(log_every=2, checkpoint_every=4, hooks={"ema_loss": 3})
     train(toys.toy_config(tmp_path / "a", steps=12, **kw), net=toys.make_net(), dataset=data)
     with pytest.raises(KeyboardInterrupt):
         train(toys.toy_config(tmp_path / "b", steps=12, **kw), net=toys.make_net(interrupt_at=7),
@@ -113,3 +136,23 @@ def test_hook_names_and_options_are_checked_before_anything_is_written(toys, tmp
         train(toys.toy_config(run, sample_every=5, sampler="pc", sample_steps=1),
               net=toys.make_net(), dataset=data)
     assert not run.exists()
+
+
+def test_interval_0_is_never_and_a_hook_must_return_numbers(toys, tmp_path):
+    run, data = tmp_path / "run", toys.ToyPoints()
+    train(toys.toy_config(run, steps=4, hooks={"ema_loss": 0, "test-count": 2}),
+          net=toys.make_net(), dataset=data)
+    assert {r["hook"] for r in read_hook_metrics(run / "metrics.jsonl")} == {"test-count"}
+
+    @register_hook("test-bad")
+    class Bad(Hook):
+        def __call__(self, ctx):
+            return self.options_returned
+
+    for returned, msg in (({"step": 1.0}, "'step' and 'hook' are taken"),
+                          ({"x": "high"}, "returned x = 'high', not a number"),
+                          ([1.0], "returned list; a hook returns a dict")):
+        Bad.options_returned = returned
+        with pytest.raises(TrainError, match=msg):
+            train(toys.toy_config(tmp_path / str(len(msg)), steps=2, hooks={"test-bad": 1}),
+                  net=toys.make_net(), dataset=data)

@@ -4,8 +4,8 @@ metrics.jsonl as {step, hook, ...metrics} and are shown by `difflab info` (DESIG
 A hook is a class registered with `@register_hook("name")`, built from its interval and its
 options (a dataclass `Options`, so that a misspelt option is a one-line error), and called with a
 HookContext; it returns a dict of numbers ({} for none). Hooks run on the main process only,
-under torch.no_grad, with the random state of the training saved and restored around them: a
-hook never changes the trained weights. A hook calls eval/; eval/ never imports train/.
+under torch.no_grad, with every RNG (torch, CUDA, numpy, python) saved and restored around
+them: a hook never changes the trained weights. A hook calls eval/; eval/ never imports train/.
 
 The config names the hooks: `sample_every` is the interval of the `samples` hook (pictures of
 the EMA model's samples); `hooks` adds the others, {"ema_loss": 500} or
@@ -28,6 +28,7 @@ from ..registry import Registry
 from ..sampling import SamplingError, nfe_grid
 from . import batches
 from .config import TrainConfig, TrainError
+from .rng import seed_process
 from .rundir import RunDir
 from .tasks import Task
 
@@ -77,7 +78,8 @@ available_hooks = HOOKS.names
 
 
 def build_hooks(cfg: TrainConfig, task: Task) -> list[Hook]:
-    """The hooks the config names: `samples` every sample_every steps, then cfg.hooks."""
+    """The hooks the config names: `samples` every sample_every steps, then cfg.hooks; an
+    interval of 0 means never (so `--hooks '{"ema_loss": 0}'` turns off a preset's hook)."""
     specs: list[tuple[str, Any]] = [("samples", cfg.sample_every)] if cfg.sample_every else []
     for name, spec in cfg.hooks.items():
         if name == "samples":
@@ -89,8 +91,31 @@ def build_hooks(cfg: TrainConfig, task: Task) -> list[Hook]:
         cls = HOOKS.get(name)
         options = dict(spec) if isinstance(spec, dict) else {"every": spec}
         every = options.pop("every")
-        hooks.append(cls(every, cfg, task, **options))
+        hook = cls(every, cfg, task, **options)  # options checked also when it never runs
+        if every > 0:
+            hooks.append(hook)
     return hooks
+
+
+def hook_record(hook: Hook, step: int, metrics) -> dict[str, Any]:
+    """The metrics.jsonl record of what a hook returned: {step, hook, **metrics}, every value
+    a number ({} when it returned nothing)."""
+    if not metrics:
+        return {}
+    if not isinstance(metrics, dict):
+        raise TrainError(f"hook {hook.name!r} returned {type(metrics).__name__}; a hook returns "
+                         f"a dict of numbers")
+    record: dict[str, Any] = {"step": step, "hook": hook.name}
+    for key, value in metrics.items():
+        if key in record or not isinstance(key, str):
+            raise TrainError(f"hook {hook.name!r} returned the metric name {key!r}: 'step' and "
+                             f"'hook' are taken, names are strings")
+        try:
+            record[key] = float(value)
+        except (TypeError, ValueError):
+            raise TrainError(f"hook {hook.name!r} returned {key} = {value!r}, not a "
+                             f"number") from None
+    return record
 
 
 @register_hook("samples")
@@ -146,6 +171,9 @@ class EmaLoss(Hook):
             index_lists = [stream.indices(k * B, B) for k in range(self.options.batches)]
             loader = DataLoader(self.task.dataset, batch_sampler=index_lists)
             g = torch.Generator().manual_seed(batches.derive_seed(self.cfg.seed, EVAL_SET, 1))
+            # the same set whenever it is built (a resumed run builds it later): a dataset
+            # that augments from the global RNGs draws from a fixed state here
+            seed_process(batches.derive_seed(self.cfg.seed, EVAL_SET, 2), 0)
             self._set = [(batch, self.task.draws(g, B)) for batch in loader]
         return self._set
 
@@ -155,5 +183,5 @@ class EmaLoss(Hook):
         return {"ema_loss": sum(losses) / len(losses)}
 
 
-__all__ = ["Hook", "HookContext", "register_hook", "available_hooks", "build_hooks", "Samples",
-           "EmaLoss"]
+__all__ = ["Hook", "HookContext", "register_hook", "available_hooks", "build_hooks",
+           "hook_record", "Samples", "EmaLoss"]

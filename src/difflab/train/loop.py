@@ -34,8 +34,8 @@ from .checkpoint import (
 from .config import TrainConfig, TrainError
 from .distributed import Dist
 from .ema import make_ema
-from .hooks import Hook, HookContext
-from .rng import rng_state, seed_process, set_rng_state
+from .hooks import Hook, HookContext, hook_record
+from .rng import kept_rng, rng_state, seed_process, set_rng_state
 from .rundir import MetricsLog, RunDir, training_record
 from .stop import StopRequest, TrainInterrupted, ignore_stop_signals
 from .tasks import Task
@@ -165,19 +165,18 @@ class Loop:
 
     def run_hooks(self, log: MetricsLog | None, final: bool = False) -> None:
         """The hooks due at this step (final: those not yet run at it); main process only.
-        The training RNG state is kept as it was: a hook cannot change the trained weights."""
-        due = [h for h in self.hooks if (final and h.last_step != self.step) or
-               (not final and h.due(self.step))]
+        Every RNG is put back as it was: a hook cannot change the trained weights."""
+        due = [h for h in self.hooks
+               if (h.last_step != self.step if final else h.due(self.step))]
         if not due or not self.dist.is_main:
             return
         ctx = HookContext(self.step, self.task, self.ema.module, self.run, self.device)
-        cuda = [self.device] if self.device.type == "cuda" else []
         for hook in due:
-            with torch.random.fork_rng(devices=cuda), torch.no_grad():
-                metrics = hook(ctx)
+            with kept_rng(self.device), torch.no_grad():
+                metrics = hook_record(hook, self.step, hook(ctx))
             hook.last_step = self.step
             if metrics and log is not None:
-                log.write({"step": self.step, "hook": hook.name, **metrics})
+                log.write(metrics)
 
     def _log_line(self, log: MetricsLog | None, bar, lr: float, speed: float) -> None:
         """A training line: the loss averaged since the last one, lr, samples per second."""

@@ -4,6 +4,8 @@ on resume, per process, so that a resumed run draws what a straight one would ha
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -46,4 +48,14 @@ def seed_process(seed: int, rank: int) -> None:
     random.seed(s)
 
 
-__all__ = ["rng_state", "set_rng_state", "seed_process"]
+@contextmanager
+def kept_rng(device: torch.device) -> Iterator[None]:
+    """Run a block and put every RNG (torch, CUDA, numpy, python) back as it was before it."""
+    state = rng_state(device)
+    try:
+        yield
+    finally:
+        set_rng_state(state, device)
+
+
+__all__ = ["rng_state", "set_rng_state", "seed_process", "kept_rng"]
