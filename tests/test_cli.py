@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 import difflab.sampling
 from difflab.cli import main
@@ -188,3 +189,30 @@ def test_an_unexpected_error_is_not_a_one_liner(tmp_path, capsys, monkeypatch):
     assert err.splitlines()[-1].startswith("difflab: error: ") and "Traceback" in err
     assert main(["info", str(tmp_path / "nowhere")]) == 2
     assert len(_err(capsys).splitlines()) == 1
+
+
+def test_which_errors_are_the_users(tmp_path):
+    """A file-system error about a path is the user's (one line); a ValueError is the user's
+    only when a difflab `raise` statement raised it, not when a difflab expression failed."""
+    from difflab.cli import is_user_error
+    from difflab.train.rundir import load_config
+
+    def caught(fn):
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            return e
+        raise AssertionError("no exception")
+
+    assert is_user_error(caught(lambda: open(tmp_path / "missing.txt")))
+    assert is_user_error(caught(lambda: load_config(tmp_path)))  # raise TrainError
+    assert is_user_error(caught(lambda: difflab.sampling.sample(lambda x, t: x, "linear",
+                                                                shape=(2, 2), steps=0)))
+    assert not is_user_error(caught(lambda: int("x")))  # not difflab's
+    assert not is_user_error(caught(lambda: 1 / 0))
+    # a ValueError from a failing expression inside difflab (an unpacking), not a raise
+    from difflab.train.rng import set_rng_state
+
+    state = {"torch": torch.get_rng_state(), "cuda": [], "numpy": [1, 2]}
+    err = caught(lambda: set_rng_state(state, torch.device("cpu")))
+    assert isinstance(err, ValueError) and not is_user_error(err)

@@ -225,22 +225,27 @@ def cmd_demo(argv: list[str]) -> int:
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "demo": cmd_demo}
 
 
-# The exceptions difflab raises for a user's mistake, with a message that names the fix.
+# What difflab raises on purpose for a user's mistake, beside UserError and SamplingError.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                PermissionError)
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def is_user_error(e: BaseException) -> bool:
-    """A user's mistake: a UserError or SamplingError (NaN while sampling: a message that says
-    what to check), or one of USER_ERRORS raised by difflab's own code. The same exception
-    raised inside torch, numpy or a user's network is unexpected (a bug)."""
+    """A user's mistake: a UserError or SamplingError (NaN while sampling, with what to check);
+    an OSError about a named file (a path that is missing, not a folder, not writable); or one
+    of USER_ERRORS that a `raise` statement in difflab's own code raised. The same exception
+    raised elsewhere (inside torch, numpy or a user's network, or by a failing expression in
+    difflab such as an unpacking) is unexpected: a bug."""
     if isinstance(e, (UserError, SamplingError)):
+        return True
+    if isinstance(e, OSError) and e.filename is not None:
         return True
     if not isinstance(e, USER_ERRORS) or e.__traceback__ is None:
         return False
-    frames = traceback.extract_tb(e.__traceback__)
-    return Path(frames[-1].filename).resolve().is_relative_to(PACKAGE_DIR)
+    last = traceback.extract_tb(e.__traceback__)[-1]
+    return (Path(last.filename).resolve().is_relative_to(PACKAGE_DIR)
+            and (last.line or "").lstrip().startswith("raise"))
 
 
 def report(e: Exception, show_traceback: bool) -> int:

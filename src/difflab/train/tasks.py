@@ -158,9 +158,10 @@ class Generate(Task):
         try:
             with torch.no_grad():
                 out = net(x, t) if cond is None else net(x, t, cond)
-        except Exception as e:
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:  # it does not fit: a
+            # shape, a signature, a label range (other exceptions are bugs: they propagate)
             raise TrainError(f"network {cfg.net!r} fails on {cfg.dataset!r} data of shape "
-                             f"{tuple(x.shape)}: {one_line(e)}") from e
+                             f"{tuple(x.shape)}: {one_line(e)} (--traceback shows where)") from e
         finally:
             net.train(training)
         try:
