@@ -216,3 +216,19 @@ def test_which_errors_are_the_users(tmp_path):
     state = {"torch": torch.get_rng_state(), "cuda": [], "numpy": [1, 2]}
     err = caught(lambda: set_rng_state(state, torch.device("cpu")))
     assert isinstance(err, ValueError) and not is_user_error(err)
+
+
+def test_demo_writes_its_pictures(tmp_path, monkeypatch, capsys):
+    """`difflab demo` end to end, with the digits preset cut to a few steps."""
+    import dataclasses
+
+    from difflab.train.presets import TRAIN_PRESETS
+
+    short = dataclasses.replace(TRAIN_PRESETS["digits"], steps=6, sample_every=0,
+                                checkpoint_every=0, progress=False, device="cpu")
+    monkeypatch.setitem(TRAIN_PRESETS, "digits", short)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    for name in ("samples.png", "denoising.gif", "loss.png", "config.json"):
+        assert (out / name).stat().st_size > 100, name
+    assert "trained in" in capsys.readouterr().out

@@ -96,7 +96,7 @@ def _item_shape(config, net) -> tuple[int, ...]:
 def run_info(run: Path) -> str:
     """A few lines on what a run is: config, progress, last loss, hook metrics, checkpoints."""
     from .train import load_config, read_hook_metrics, read_metrics
-    from .train.checkpoint import checkpoint_step
+    from .train.rundir import checkpoint_step
 
     run = RunDir(run)
     cfg = load_config(run.path)
@@ -136,16 +136,16 @@ def demo_digits(out: Path, *, force: bool = True) -> Path:
     cfg = dataclasses.replace(TRAIN_PRESETS["digits"], run_dir=str(out))
     print(f"difflab demo: training {cfg.net} on {cfg.dataset} for {cfg.steps} steps "
           f"(class-conditional, batch {cfg.batch_size}) into {out}")
-    run = train(cfg, force=force)
+    run = RunDir(train(cfg, force=force))
     trained = time.perf_counter() - t0
-    grid, gif = sample_run(run, sampler="unipc", steps=20, num=100, seed=0,
-                           out=run / "samples.png", gif=run / "denoising.gif")
-    curve = loss_curve(read_metrics(RunDir(run).metrics_file), run / "loss.png",
+    grid, gif = sample_run(run.path, sampler="unipc", steps=20, num=100, seed=0,
+                           out=run.summary("samples.png"), gif=run.summary("denoising.gif"))
+    curve = loss_curve(read_metrics(run.metrics_file), run.summary("loss.png"),
                        title=f"{cfg.net} on {cfg.dataset}")
     print(f"difflab demo: trained in {trained:.0f} s; wrote\n  {grid}  (100 samples, one row "
           f"per digit, unipc 20 NFE)\n  {gif}  (x_t and x0_hat over the steps)\n  {curve}  "
           f"(training loss)")
-    return run
+    return run.path
 
 
 def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> Path:

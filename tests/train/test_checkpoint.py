@@ -1,5 +1,6 @@
-"""Checkpoints (difflab.train.checkpoint): round trip, keep-last-K, atomic writes under a crash
-or a kill, and refusal (one line, nothing executed) of damaged, mismatched or malicious files."""
+"""Checkpoints (difflab.train.checkpoint, named and kept by difflab.train.rundir): round trip,
+keep-last-K, atomic writes under a crash or a kill, and refusal (one line, nothing executed) of
+damaged, mismatched or malicious files."""
 
 import os
 import pickle
@@ -12,6 +13,7 @@ import torch
 
 from difflab.train import CheckpointError, load_run, train
 from difflab.train import checkpoint as ck
+from difflab.train import rundir as rd
 
 HERE = Path(__file__).parent
 
@@ -26,7 +28,7 @@ def _state(step: int) -> dict:
 def _save(root: Path, step: int, keep: int = 0, value: float | None = None) -> Path:
     w = {"a.weight": torch.full((3, 2), float(step if value is None else value)),
          "a.bias": torch.arange(3.0)}
-    return ck.save_checkpoint(root, step, model=w, ema={k: -v for k, v in w.items()},
+    return rd.save_checkpoint(root, step, model=w, ema={k: -v for k, v in w.items()},
                               state=_state(step), keep=keep)
 
 
@@ -34,9 +36,9 @@ def test_round_trip_keep_and_latest(tmp_path):
     root = tmp_path / "checkpoints"
     for step in (10, 20, 30, 40):
         _save(root, step, keep=2)
-    assert [p.name for p in ck.list_checkpoints(root)] == ["step-00000030", "step-00000040"]
+    assert [p.name for p in rd.list_checkpoints(root)] == ["step-00000030", "step-00000040"]
     assert (root / "latest").read_text().strip() == "step-00000040"
-    model, ema, state = ck.load_checkpoint(ck.latest_checkpoint(root))
+    model, ema, state = ck.load_checkpoint(rd.latest_checkpoint(root))
     assert torch.equal(model["a.weight"], torch.full((3, 2), 40.0))
     assert torch.equal(ema["a.bias"], -torch.arange(3.0))
     assert state["step"] == 40 and state["rng"][0]["python"] == (3, (1, 2, 3), None)
@@ -44,7 +46,7 @@ def test_round_trip_keep_and_latest(tmp_path):
     # tied weights (shared storage) are saved too
     net = torch.nn.Linear(2, 2)
     tied = {"w": net.weight, "w2": net.weight}
-    ck.save_checkpoint(root, 50, model=tied, ema=tied, state=_state(50))
+    rd.save_checkpoint(root, 50, model=tied, ema=tied, state=_state(50))
     assert torch.equal(ck.load_checkpoint(root / "step-00000050")[0]["w2"], net.weight)
 
 
@@ -65,23 +67,24 @@ def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     with pytest.raises(OSError, match="simulated crash"):
         _save(root, 20)
     monkeypatch.setattr(ck, "_write_file", real)
-    assert [p.name for p in ck.list_checkpoints(root)] == ["step-00000010"]
-    model, _, state = ck.load_checkpoint(ck.latest_checkpoint(root))
+    assert [p.name for p in rd.list_checkpoints(root)] == ["step-00000010"]
+    model, _, state = ck.load_checkpoint(rd.latest_checkpoint(root))
     assert state["step"] == 10 and torch.equal(model["a.weight"], torch.full((3, 2), 10.0))
     assert any(p.name.startswith(".tmp-") for p in root.iterdir())  # the debris ...
     _save(root, 20)
     assert not any(p.name.startswith(".tmp-") for p in root.iterdir())  # ... is cleaned up
-    assert ck.latest_checkpoint(root).name == "step-00000020"
+    assert rd.latest_checkpoint(root).name == "step-00000020"
 
 
 KILLER = """
 import os, sys, torch
 from difflab.train import checkpoint as ck
+from difflab.train import rundir as rd
 root = sys.argv[1]
 w = {"w": torch.ones(64, 64)}
 state = {"step": 1, "data_position": 0, "optimizer": {}, "lr_schedule": {}, "ema_updates": 0,
          "rng": []}
-ck.save_checkpoint(root, 1, model=w, ema=w, state=state)
+rd.save_checkpoint(root, 1, model=w, ema=w, state=state)
 real = ck._write_file
 def die_halfway(path, data):  # kill -9 in the middle of a file
     with open(path, "wb") as f:
@@ -90,7 +93,7 @@ def die_halfway(path, data):  # kill -9 in the middle of a file
     os._exit(9)
 ck._write_file = die_halfway
 state["step"] = 2
-ck.save_checkpoint(root, 2, model={"w": torch.zeros(64, 64)}, ema=w, state=state)
+rd.save_checkpoint(root, 2, model={"w": torch.zeros(64, 64)}, ema=w, state=state)
 """
 
 
@@ -99,8 +102,8 @@ def test_killed_process_leaves_the_previous_checkpoint_loadable(tmp_path):
     proc = subprocess.run([sys.executable, "-c", KILLER, str(root)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 9, proc.stderr[-2000:]
-    assert ck.latest_checkpoint(root).name == "step-00000001"
-    model, _, state = ck.load_checkpoint(ck.latest_checkpoint(root))
+    assert rd.latest_checkpoint(root).name == "step-00000001"
+    model, _, state = ck.load_checkpoint(rd.latest_checkpoint(root))
     assert state["step"] == 1 and torch.equal(model["w"], torch.ones(64, 64))
     debris = [p for p in root.iterdir() if p.name.startswith(".tmp-")]
     assert debris and any(f.stat().st_size > 0 for p in debris for f in p.iterdir())
@@ -183,12 +186,12 @@ def test_bad_latest_pointer_and_missing_run(tmp_path):
     _save(root, 10)
     (root / "latest").write_text("../../../etc\n")
     with pytest.raises(CheckpointError, match="not a checkpoint folder"):
-        ck.latest_checkpoint(root)
+        rd.latest_checkpoint(root)
     (root / "latest").write_text("step-00000099\n")
     with pytest.raises(CheckpointError, match="does not exist"):
-        ck.latest_checkpoint(root)
+        rd.latest_checkpoint(root)
     os.remove(root / "latest")  # no pointer yet: the newest complete folder
-    assert ck.latest_checkpoint(root).name == "step-00000010"
+    assert rd.latest_checkpoint(root).name == "step-00000010"
     with pytest.raises(CheckpointError, match="is missing"):
         ck.load_state(tmp_path / "nope.pt")
     torch.save({"step": 1}, tmp_path / "partial.pt")
@@ -199,7 +202,7 @@ def test_bad_latest_pointer_and_missing_run(tmp_path):
 def test_load_run_refuses_a_truncated_weights_file(toys, tmp_path):
     run = tmp_path / "run"
     train(toys.toy_config(run, steps=2), net=toys.make_net(), dataset=toys.ToyPoints())
-    f = ck.latest_checkpoint(run / "checkpoints") / "ema.safetensors"
+    f = rd.latest_checkpoint(run / "checkpoints") / "ema.safetensors"
     f.write_bytes(f.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="ema.safetensors is not a valid safetensors") as e:
         load_run(run, net=toys.make_net())

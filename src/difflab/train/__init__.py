@@ -10,11 +10,19 @@ The parts: loop.py (the optimizer loop), tasks.py (what a batch is and its loss)
 data and noise each step uses), distributed.py (the same call under `torchrun`).
 """
 
-from .checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
+from .checkpoint import CheckpointError
 from .config import RESUMABLE_FIELDS, TrainConfig, TrainError
 from .ema import ema_decay_at, make_ema
 from .hooks import Hook, HookContext, available_hooks, register_hook
-from .rundir import RunDir, load_config, load_run, read_hook_metrics, read_metrics
+from .rundir import (
+    RunDir,
+    latest_checkpoint,
+    list_checkpoints,
+    load_config,
+    load_run,
+    read_hook_metrics,
+    read_metrics,
+)
 from .start import train
 from .stop import TrainInterrupted
 from .tasks import Task, available_tasks, register_task

@@ -1,13 +1,12 @@
 """Checkpoints that cannot be half-written and cannot execute code (DESIGN.md section 4).
 
-A checkpoint is a folder `checkpoints/step-00001000/` holding
+One checkpoint is a folder (rundir.py names them and keeps the `latest` pointer) holding
   model.safetensors   the trained weights
   ema.safetensors     the EMA weights (used for sampling)
   state.pt            optimizer, LR schedule, RNG states, data position, step: plain tensors and
                       python values, saved with torch.save, read with torch.load(weights_only=True)
-It is written under a temporary name in the same folder, each file fsync'ed, then renamed in one
-os.replace; `checkpoints/latest` (a text file naming the newest checkpoint) is replaced the same
-way. A crash at any moment leaves `latest` naming a complete checkpoint.
+It is written under a temporary name beside its final one, each file fsync'ed, then renamed in
+one os.replace, so a crash at any moment leaves no half-written checkpoint under a real name.
 """
 
 from __future__ import annotations
@@ -28,53 +27,13 @@ from .._version import __version__
 from ..errors import one_line
 from .config import TrainError
 
-MODEL_FILE, EMA_FILE, STATE_FILE, LATEST = "model.safetensors", "ema.safetensors", "state.pt", \
-    "latest"
-_NAME = re.compile(r"^step-(\d{8,})$")
+MODEL_FILE, EMA_FILE, STATE_FILE = "model.safetensors", "ema.safetensors", "state.pt"
+TMP_PREFIX = ".tmp-"  # what is being written carries this prefix until it is complete
 STATE_KEYS = ("step", "data_position", "optimizer", "lr_schedule", "ema_updates", "rng")
 
 
 class CheckpointError(TrainError):
     """A checkpoint is missing, damaged, unsafe or does not fit the model (one-line message)."""
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:08d}"
-
-
-def checkpoint_step(path: str | Path) -> int:
-    m = _NAME.match(Path(path).name)
-    if m is None:
-        raise CheckpointError(f"{path} is not a checkpoint folder (expected step-NNNNNNNN)")
-    return int(m.group(1))
-
-
-def list_checkpoints(root: str | Path) -> list[Path]:
-    """The complete checkpoint folders under `root` (a run's checkpoints/), oldest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)]
-    return sorted(found, key=checkpoint_step)
-
-
-def latest_checkpoint(root: str | Path) -> Path | None:
-    """The checkpoint `root/latest` names; None if there is no checkpoint at all."""
-    root = Path(root)
-    pointer = root / LATEST
-    if not pointer.exists():
-        kept = list_checkpoints(root)  # a run stopped before its first pointer update
-        return kept[-1] if kept else None
-    try:
-        name = pointer.read_text().strip()
-    except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"cannot read {pointer}: {one_line(e)}") from None
-    if not _NAME.match(name):  # never follow a path out of the folder
-        raise CheckpointError(f"{pointer} names {name[:60]!r}, not a checkpoint folder")
-    path = root / name
-    if not path.is_dir():
-        raise CheckpointError(f"{pointer} names {name}, which does not exist")
-    return path
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,7 +65,7 @@ def write_atomic(path: str | Path, data: bytes) -> None:
     """Replace the file `path` by `data` in one step: written under a temporary name in the
     same folder, forced to disk, then renamed; a crash leaves the old file or the new one."""
     path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp = path.with_name(f"{TMP_PREFIX}{path.name}-{os.getpid()}")
     _write_file(tmp, data)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
@@ -130,38 +89,27 @@ def remove_stale(root: str | Path) -> None:
     if not root.is_dir():
         return
     for p in root.iterdir():
-        if p.name.startswith(".tmp-"):
+        if p.name.startswith(TMP_PREFIX):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
-def save_checkpoint(root: str | Path, step: int, *, model: dict[str, Tensor],
-                    ema: dict[str, Tensor], state: dict[str, Any], keep: int = 0) -> Path:
-    """Write checkpoint `step` atomically, point `latest` at it and keep the last `keep` (0: all).
-
-    An existing checkpoint of the same step is kept as it is (a run's state at a step is fixed).
-    """
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+def write_checkpoint(final: str | Path, step: int, *, model: dict[str, Tensor],
+                     ema: dict[str, Tensor], state: dict[str, Any]) -> Path:
+    """Write the checkpoint folder `final` atomically (a temporary folder beside it, renamed).
+    An existing folder is kept as it is (a run's state at a step is fixed)."""
+    final = Path(final)
     missing = [k for k in STATE_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"the state to save lacks {', '.join(missing)}")
-    remove_stale(root)
-    name = checkpoint_name(step)
-    final = root / name
     if not final.is_dir():
-        tmp = root / f".tmp-{name}-{os.getpid()}"
+        tmp = final.with_name(f"{TMP_PREFIX}{final.name}-{os.getpid()}")
         tmp.mkdir()
         _write_file(tmp / MODEL_FILE, _weights_bytes(model, step))
         _write_file(tmp / EMA_FILE, _weights_bytes(ema, step))
         _write_file(tmp / STATE_FILE, _state_bytes(state))
         _fsync_dir(tmp)
         os.replace(tmp, final)
-        _fsync_dir(root)
-    write_atomic(root / LATEST, (name + "\n").encode())
-    if keep > 0:
-        for old in list_checkpoints(root)[:-keep]:
-            if old.name != name:
-                shutil.rmtree(old, ignore_errors=True)
+        _fsync_dir(final.parent)
     return final
 
 
@@ -247,6 +195,5 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Tens
     return load_weights(path / MODEL_FILE), load_weights(path / EMA_FILE), state
 
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "load_weights", "load_state",
-           "fit_weights", "latest_checkpoint", "list_checkpoints", "checkpoint_name",
-           "checkpoint_step", "remove_stale", "write_atomic"]
+__all__ = ["CheckpointError", "write_checkpoint", "load_checkpoint", "load_weights", "load_state",
+           "fit_weights", "remove_stale", "write_atomic", "MODEL_FILE", "EMA_FILE", "STATE_FILE"]

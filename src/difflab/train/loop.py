@@ -23,20 +23,13 @@ from torch.utils.data import DataLoader
 from .._version import __version__
 from ..errors import one_line
 from . import batches
-from .checkpoint import (
-    EMA_FILE,
-    MODEL_FILE,
-    CheckpointError,
-    fit_weights,
-    load_checkpoint,
-    save_checkpoint,
-)
+from .checkpoint import EMA_FILE, MODEL_FILE, CheckpointError, fit_weights, load_checkpoint
 from .config import TrainConfig, TrainError
 from .distributed import Dist
 from .ema import make_ema
 from .hooks import Hook, HookContext, hook_record
 from .rng import kept_rng, rng_state, seed_process, set_rng_state
-from .rundir import MetricsLog, RunDir, training_record
+from .rundir import MetricsLog, RunDir, save_checkpoint, training_record
 from .stop import StopRequest, TrainInterrupted, ignore_stop_signals
 from .tasks import Task
 

@@ -1,8 +1,10 @@
 """The run directory: the only code that knows its layout (DESIGN.md section 4).
 
     RUN/config.json      {"difflab_version", "config": TrainConfig, "resolved": what was built}
-    RUN/checkpoints/     step-NNNNNNNN/ folders and `latest` (checkpoint.py)
+    RUN/checkpoints/     step-NNNNNNNN/ folders (checkpoint.py: what is inside one) and `latest`,
+                         a text file naming the newest complete one
     RUN/samples/         pictures: step-NNNNNNNN.png from training, sample-SEED.png from sampling
+    RUN/NAME.png|gif     pictures of the whole run that a program adds (RunDir.summary: the demo)
     RUN/metrics.jsonl    one JSON object a line: {step, loss, lr, images_per_s} from training,
                          {step, hook, ...metrics} from hooks
 
@@ -14,13 +16,14 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .._version import __version__
 from ..errors import one_line
@@ -29,16 +32,18 @@ from .checkpoint import (
     MODEL_FILE,
     CheckpointError,
     fit_weights,
-    latest_checkpoint,
-    list_checkpoints,
     load_weights,
+    remove_stale,
     write_atomic,
+    write_checkpoint,
 )
 from .config import RESUMABLE_FIELDS, TrainConfig, TrainError
 from .parts import build_net
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES = ("config.json", "metrics.jsonl", "checkpoints",
                                                    "samples")
+LATEST = "latest"
+_CHECKPOINT = re.compile(r"^step-(\d{8,})$")
 
 
 class RunDir:
@@ -58,6 +63,13 @@ class RunDir:
     def sample_picture(self, seed: int) -> Path:
         return self.samples / f"sample-{seed}.png"
 
+    def summary(self, name: str) -> Path:
+        """A picture a program draws of the whole run, beside its files (the demo's
+        samples.png, denoising.gif and loss.png); `name` must not be one of the run's own."""
+        if name in (CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES) or "/" in name:
+            raise ValueError(f"{name!r} is not a name for a summary picture of a run")
+        return self.path / name
+
     def latest_checkpoint(self) -> Path | None:
         return latest_checkpoint(self.checkpoints)
 
@@ -66,6 +78,68 @@ class RunDir:
 
     def __str__(self) -> str:
         return str(self.path)
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints/
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The step of a checkpoint folder, from its name."""
+    m = _CHECKPOINT.match(Path(path).name)
+    if m is None:
+        raise CheckpointError(f"{path} is not a checkpoint folder (expected step-NNNNNNNN)")
+    return int(m.group(1))
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """The complete checkpoint folders under `root` (a run's checkpoints/), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
+    return sorted(found, key=checkpoint_step)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The checkpoint `root/latest` names; None if there is no checkpoint at all."""
+    root = Path(root)
+    pointer = root / LATEST
+    if not pointer.exists():
+        kept = list_checkpoints(root)  # a run stopped before its first pointer update
+        return kept[-1] if kept else None
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"cannot read {pointer}: {one_line(e)}") from None
+    if not _CHECKPOINT.match(name):  # never follow a path out of the folder
+        raise CheckpointError(f"{pointer} names {name[:60]!r}, not a checkpoint folder")
+    path = root / name
+    if not path.is_dir():
+        raise CheckpointError(f"{pointer} names {name}, which does not exist")
+    return path
+
+
+def save_checkpoint(root: str | Path, step: int, *, model: dict[str, Tensor],
+                    ema: dict[str, Tensor], state: dict[str, Any], keep: int = 0) -> Path:
+    """Write checkpoint `step` under root atomically, point `latest` at it (replaced
+    atomically too: a crash leaves it naming a complete checkpoint) and keep the last `keep`
+    (0: all)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    remove_stale(root)
+    name = checkpoint_name(step)
+    final = write_checkpoint(root / name, step, model=model, ema=ema, state=state)
+    write_atomic(root / LATEST, (name + "\n").encode())
+    if keep > 0:
+        for old in list_checkpoints(root)[:-keep]:
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,7 +311,8 @@ def load_run(run_dir: str | Path, *, net: nn.Module | Callable[[], nn.Module] | 
     return cfg, model, ema
 
 
-__all__ = ["RunDir", "load_config", "read_resolved", "write_config", "check_start", "clear",
-           "read_metrics", "read_hook_metrics", "truncate_metrics", "MetricsLog", "load_run",
-           "training_record",
+__all__ = ["RunDir", "checkpoint_name", "checkpoint_step", "list_checkpoints",
+           "latest_checkpoint", "save_checkpoint", "load_config", "read_resolved",
+           "write_config", "check_start", "clear", "read_metrics", "read_hook_metrics",
+           "truncate_metrics", "MetricsLog", "load_run", "training_record", "LATEST",
            "CONFIG_FILE", "METRICS_FILE", "CHECKPOINTS", "SAMPLES"]
