@@ -7,7 +7,7 @@ Names: difflab.data.available_datasets(). Images are (C, H, W) in [-1, 1]; low-d
 is (D,); y is the class label, or -1 for unlabelled sets.
 """
 
-from difflab.data import images, toy  # noqa: F401  (registers the data sets)
+from difflab.data import images, pusht, toy  # noqa: F401  (registers the data sets)
 from difflab.data.base import NO_LABEL, ImageArray, LabeledDataset, TensorSet
 from difflab.data.download import DownloadError, Resource, download, verify_checksum
 from difflab.data.images import ImageFolder
