@@ -1,23 +1,16 @@
-"""difflab.nets: shapes, parameter counts, the embeddings against their formulas, conditioning,
-adaLN-Zero, gradients, the registry, bf16 autocast and channels-last."""
+"""difflab.nets: shapes, parameter counts, conditioning, adaLN-Zero, gradients, the registry,
+bf16 autocast and channels-last (the layers' formulas: test_layers.py; the 1-D U-Net:
+test_unet1d.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from difflab import nets
-from difflab.nets.layers import (
-    ConditionEmbedding,
-    SelfAttention,
-    sincos_pos_embed_2d,
-    sinusoidal_embedding,
-)
 
 # Small configs of every family, for the behavioural tests.
 SMALL = {
@@ -27,6 +20,20 @@ SMALL = {
     "mlp": lambda **kw: nets.get_net("mlp-2d", **kw),
 }
 SHAPES = {"unet": (4, 1, 8, 8), "dit": (4, 3, 8, 8), "mlp": (4, 2)}
+
+
+def small_call(kind: str):
+    """(net, (x, t, cond)) for the tests every family takes: the class-conditional families with
+    labels (the null label and "unlabelled" among them), the 1-D U-Net (always conditioned on an
+    observation window, no labels) with a window."""
+    if kind == "unet1d":
+        torch.manual_seed(0)
+        net = nets.get_net("unet1d-pusht-small", down_dims=(16, 32), horizon=8)
+        c = net.config
+        x, t = inputs((4, c.horizon, c.action_dim))
+        return net, (x, t, torch.randn(4, c.n_obs_steps, c.obs_dim))
+    x, t = inputs(SHAPES[kind])
+    return SMALL[kind](num_classes=10), (x, t, torch.tensor([1, 10, -1, 3]))
 
 
 def randomize_zeros_(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -57,12 +64,16 @@ def inputs(shape, seed=0):
     ("mlp-2d", (5, 2)),
     ("unet-digits", (3, 1, 8, 8)),
     ("unet-mnist", (2, 1, 28, 28)),
+    ("unet1d-pusht-small", (3, 16, 2)),  # (B, Tp, action_dim), with a (B, To, obs_dim) window
 ])
 def test_preset_output_shape(name, shape):
     net = randomize_zeros_(nets.get_net(name)).eval()
     x, t = inputs(shape)
+    c = net.config
+    cond = (torch.randn(shape[0], c.n_obs_steps, c.obs_dim)
+            if isinstance(c, nets.UNet1DConfig) else None)
     with torch.no_grad():
-        out = net(x, t)
+        out = net(x, t, cond)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert torch.isfinite(out).all() and out.abs().sum() > 0
 
@@ -106,70 +117,6 @@ def test_preset_sizes_stay_put():
     expected = {"mlp-2d": 183_298, "unet-digits": 1_001_729, "unet-mnist": 6_469_889}
     for name, n in expected.items():
         assert n_params(nets.get_net(name)) == n, name
-
-
-# ---------------------------------------------------------------------------------------------
-# Layers against their formulas
-
-
-def ddpm_timestep_embedding(timesteps: np.ndarray, dim: int) -> np.ndarray:
-    """`get_timestep_embedding` of the DDPM reference code (diffusion_tf/nn.py), in numpy."""
-    half = dim // 2
-    emb = math.log(10000) / (half - 1)
-    emb = np.exp(np.arange(half, dtype=np.float64) * -emb)
-    emb = timesteps.astype(np.float64)[:, None] * emb[None, :]
-    emb = np.concatenate([np.sin(emb), np.cos(emb)], axis=1)
-    if dim % 2 == 1:
-        emb = np.pad(emb, [[0, 0], [0, 1]])
-    return emb
-
-
-@pytest.mark.parametrize("dim", [4, 64, 128, 33])
-def test_time_embedding_is_ddpm_formula(dim):
-    steps = np.array([0, 1, 17, 250, 999, 1000])
-    ref = ddpm_timestep_embedding(steps, dim)
-    got = sinusoidal_embedding(torch.tensor(steps, dtype=torch.float32), dim)
-    assert got.shape == (len(steps), dim) and got.dtype == torch.float32
-    np.testing.assert_allclose(got.numpy(), ref, atol=2e-4)  # float32 sin of arguments <= 1000
-    # by hand, dim 4: frequencies 1 and 1e-4
-    x = torch.tensor([1.0])
-    np.testing.assert_allclose(sinusoidal_embedding(x, 4)[0].numpy(),
-                               [math.sin(1), math.sin(1e-4), math.cos(1), math.cos(1e-4)],
-                               rtol=1e-6)
-
-
-def test_networks_embed_1000_t():
-    # the network's embedding of time t is the DDPM embedding of step 1000 t, through the MLP
-    emb = ConditionEmbedding(freq_dim=32, dim=16)
-    t = torch.tensor([0.0, 0.001, 0.25, 1.0])
-    ref = torch.tensor(ddpm_timestep_embedding(np.array([0, 1, 250, 1000]), 32)).float()
-    with torch.no_grad():
-        torch.testing.assert_close(emb(t), emb.mlp(ref), atol=1e-5, rtol=1e-5)
-
-
-def test_2d_sincos_positions_are_mae():
-    """MAE's get_2d_sincos_pos_embed (used by DiT), in numpy."""
-
-    def one_d(dim, pos):
-        omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
-        out = np.einsum("m,d->md", pos.reshape(-1), omega)
-        return np.concatenate([np.sin(out), np.cos(out)], axis=1)
-
-    dim, gh, gw = 16, 3, 5
-    grid = np.stack(np.meshgrid(np.arange(gw, dtype=np.float64), np.arange(gh, dtype=np.float64)))
-    ref = np.concatenate([one_d(dim // 2, grid[0]), one_d(dim // 2, grid[1])], axis=1)
-    np.testing.assert_allclose(sincos_pos_embed_2d(dim, gh, gw).numpy(), ref, atol=1e-6)
-
-
-def test_self_attention_is_softmax_attention():
-    torch.manual_seed(0)
-    attn = SelfAttention(12, heads=3)
-    x = torch.randn(2, 5, 12)
-    q, k, v = attn.qkv(x).chunk(3, dim=-1)
-    split = lambda a: a.reshape(2, 5, 3, 4).transpose(1, 2)  # noqa: E731  (B, h, N, d)
-    w = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(4), dim=-1)
-    ref = attn.proj((w @ split(v)).transpose(1, 2).reshape(2, 5, 12))
-    torch.testing.assert_close(attn(x), ref, atol=1e-5, rtol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,14 +189,17 @@ def test_gradients_flow_at_init():
     assert net.conv_out.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("kind", list(SMALL))
+@pytest.mark.parametrize("kind", [*SMALL, "unet1d"])
 def test_bf16_autocast(kind):
     torch.manual_seed(0)
-    net = randomize_zeros_(SMALL[kind]())
-    x, t = inputs(SHAPES[kind])
-    ref = net(x, t)
+    if kind == "unet1d":
+        net, (x, t, cond) = small_call(kind)
+    else:
+        net, cond = randomize_zeros_(SMALL[kind]()), None
+        x, t = inputs(SHAPES[kind])
+    ref = net(x, t, cond)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = net(x, t)
+        out = net(x, t, cond)
     assert out.dtype == torch.float32 and out.shape == x.shape
     assert torch.isfinite(out).all()
     assert (out - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
@@ -268,14 +218,13 @@ def test_unet_channels_last():
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", list(SMALL))
+@pytest.mark.parametrize("kind", [*SMALL, "unet1d"])
 def test_dynamo_traces_each_network_as_one_graph(kind):
     import torch._dynamo as dynamo
 
-    net = SMALL[kind](num_classes=10)
-    x, t = inputs(SHAPES[kind])
+    net, args = small_call(kind)
     dynamo.reset()
-    report = dynamo.explain(net)(x, t, torch.tensor([1, 10, -1, 3]))
+    report = dynamo.explain(net)(*args)
     dynamo.reset()
     assert report.graph_count == 1 and report.graph_break_count == 0, report.break_reasons
 
@@ -352,7 +301,8 @@ def test_dropout_only_in_training():
 
 
 def test_registry_lists_and_describes():
-    assert nets.available() == ["mlp-2d", "unet-digits", "unet-mnist", "ddpm-cifar10", "dit-s2"]
+    assert nets.available() == ["mlp-2d", "unet-digits", "unet-mnist", "ddpm-cifar10", "dit-s2",
+                                "unet1d-pusht", "unet1d-pusht-small"]
     for name in nets.available():
         d = nets.describe(name)
         assert isinstance(d, str) and d and "\n" not in d
@@ -391,7 +341,14 @@ def test_num_classes_is_one_shared_keyword_field(config):
 
 
 def test_get_net_takes_num_classes_for_every_preset():
+    # every preset but the 1-D U-Net, which is conditioned on observations and has no labels
+    class_conditional = [n for n in nets.available() if not n.startswith("unet1d")]
+    assert len(class_conditional) == 5
     for name in nets.available():
+        if name not in class_conditional:
+            with pytest.raises(ValueError, match="unknown field 'num_classes' for UNet1DConfig"):
+                nets.get_config(name, num_classes=5)
+            continue
         assert nets.get_config(name, num_classes=5).num_classes == 5
         with pytest.raises(ValueError, match="num_classes must be None or >= 1"):
             nets.get_config(name, num_classes=-1)
