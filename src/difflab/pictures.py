@@ -136,6 +136,40 @@ def _density_image(points: np.ndarray, size: int = 256) -> np.ndarray:
     return img[::-1]  # y up
 
 
+def chunk_panels(true: Tensor, sampled: Tensor, path: str | Path, *, title: str = "") -> Path:
+    """Action chunks in their first two dimensions, one panel per observation window: the
+    demonstrated chunk true[i] (T, D) in black, the sampled ones sampled[i] (K, T, D) in colour,
+    each starting at a dot (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = true.shape[0]
+    cols = min(n, 3)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, ax in zip(range(n), axes.flat, strict=False):
+        ax.set_axis_on()
+        for k, chunk in enumerate(sampled[i].detach().float().numpy()):
+            ax.plot(chunk[:, 0], chunk[:, 1], lw=1, alpha=0.6, color=f"C{k % 10}")
+            ax.plot(chunk[:1, 0], chunk[:1, 1], "o", ms=2, color=f"C{k % 10}")
+        demo = true[i].detach().float().numpy()
+        ax.plot(demo[:, 0], demo[:, 1], lw=2, color="k")
+        ax.set_xlim(-1.1, 1.1)
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_aspect("equal")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def denoising_gif(frames: list[tuple[Tensor, Tensor]], path: str | Path, *, nrow: int | None = None,
                   ms_per_frame: int = 120) -> Path:
     """A GIF of the denoising: each frame shows x_t (left) and x0_hat (right) at one step.
@@ -187,4 +221,4 @@ def loss_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
 
 
 __all__ = ["write_png", "image_grid", "class_grid", "save_samples", "scatter_png", "scatter_panels",
-           "denoising_gif", "loss_curve"]
+           "denoising_gif", "loss_curve", "chunk_panels"]

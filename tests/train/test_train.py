@@ -239,6 +239,20 @@ def test_grad_accum_matches_one_big_batch(toys, tmp_path):
     assert _max_diff(out[0], toys.state_tensors(other)) > 1e-3
 
 
+def test_ema_power_schedule():
+    """Chi et al. 2023's EMA (power 0.75, inv_gamma 1, max 0.9999): the decays of the first
+    updates, as their EMAModel computes them (its step = updates before - 1; 0 at step 0)."""
+    from difflab.train import ema_decay_at
+
+    def paper(updates_before):  # get_decay(optimization_step) with update_after_step = 0
+        step = max(0, updates_before - 1)
+        return 0.0 if step <= 0 else max(0.0, min(1 - (1 + step) ** -0.75, 0.9999))
+
+    for t in range(1, 2000, 37):
+        assert ema_decay_at(t, 0.9999, power=0.75) == pytest.approx(paper(t), abs=1e-15)
+    assert ema_decay_at(10**7, 0.9999, power=0.75) == 0.9999
+
+
 @pytest.mark.parametrize("warmup", [True, False])
 def test_ema_is_averaged_model_with_warmup_decay(warmup):
     torch.manual_seed(0)

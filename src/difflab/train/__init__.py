@@ -10,6 +10,8 @@ The parts: loop.py (the optimizer loop), tasks.py (what a batch is and its loss)
 data and noise each step uses), distributed.py (the same call under `torchrun`).
 """
 
+from . import actions  # noqa: F401  (registers the policy task)
+from .actions import load_policy
 from .checkpoint import CheckpointError
 from .config import RESUMABLE_FIELDS, TrainConfig, TrainError
 from .ema import ema_decay_at, make_ema
@@ -31,4 +33,4 @@ __all__ = ["TrainConfig", "TrainError", "CheckpointError", "TrainInterrupted", "
            "load_run", "load_config", "latest_checkpoint", "list_checkpoints", "make_ema",
            "ema_decay_at", "RESUMABLE_FIELDS", "read_metrics", "read_hook_metrics", "RunDir",
            "Task", "register_task", "available_tasks", "Hook", "HookContext", "register_hook",
-           "available_hooks"]
+           "available_hooks", "load_policy"]

@@ -183,6 +183,10 @@ class TrainConfig:
     ema_warmup: bool = _f(True, _bool)
     """EMA warm-up: update t uses decay min(ema_decay, (1 + t) / (10 + t)), t counting the EMA
     updates so far (the first update copies the weights)."""
+    ema_power: float | None = _f(None, lambda v: None if v is None or (_is_num(v) and v > 0)
+                                 else "must be None or a number > 0")
+    """EMA power schedule: update t uses decay min(ema_decay, 1 - t^-ema_power) (Chi et al.
+    2023 use 0.75 with ema_decay 0.9999); None: ema_warmup's rule."""
     bf16: bool = _f(False, _bool)
     """Run the network under bfloat16 autocast; the loss is computed in float32."""
     seed: int = _f(0, _seed)

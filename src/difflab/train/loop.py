@@ -49,7 +49,7 @@ class Loop:
             raise TrainError(str(e)) from None
         self.model = model
         self.model.train()
-        self.ema = make_ema(self.model, cfg.ema_decay, cfg.ema_warmup)
+        self.ema = make_ema(self.model, cfg.ema_decay, cfg.ema_warmup, cfg.ema_power)
         seed_process(cfg.seed, dist.rank)
         self.ddp = dist.wrap(self.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,

@@ -5,6 +5,7 @@
                          a text file naming the newest complete one
     RUN/samples/         pictures: step-NNNNNNNN.png from training, sample-SEED.png from sampling
     RUN/NAME.png|gif     pictures of the whole run that a program adds (RunDir.summary: the demo)
+    RUN/normalizer.json  the data normaliser of a policy run (tasks that keep one)
     RUN/metrics.jsonl    one JSON object a line: {step, loss, lr, images_per_s} from training,
                          {step, hook, ...metrics} from hooks
 
@@ -42,6 +43,7 @@ from .parts import build_net
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES = ("config.json", "metrics.jsonl", "checkpoints",
                                                    "samples")
+NORMALIZER_FILE = "normalizer.json"
 LATEST = "latest"
 _CHECKPOINT = re.compile(r"^step-(\d{8,})$")
 
@@ -56,6 +58,7 @@ class RunDir:
     metrics_file = property(lambda self: self.path / METRICS_FILE)
     checkpoints = property(lambda self: self.path / CHECKPOINTS)
     samples = property(lambda self: self.path / SAMPLES)
+    normalizer_file = property(lambda self: self.path / NORMALIZER_FILE)
 
     def training_picture(self, step: int) -> Path:
         return self.samples / f"step-{step:08d}.png"
@@ -66,7 +69,8 @@ class RunDir:
     def summary(self, name: str) -> Path:
         """A picture a program draws of the whole run, beside its files (the demo's
         samples.png, denoising.gif and loss.png); `name` must not be one of the run's own."""
-        if name in (CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES) or "/" in name:
+        own = (CONFIG_FILE, METRICS_FILE, CHECKPOINTS, SAMPLES, NORMALIZER_FILE)
+        if name in own or "/" in name:
             raise ValueError(f"{name!r} is not a name for a summary picture of a run")
         return self.path / name
 
@@ -213,7 +217,7 @@ def clear(run_dir: str | Path) -> None:
     run = RunDir(run_dir)
     for folder in (run.checkpoints, run.samples):
         shutil.rmtree(folder, ignore_errors=True)
-    for file in (run.config_file, run.metrics_file):
+    for file in (run.config_file, run.metrics_file, run.normalizer_file):
         file.unlink(missing_ok=True)
 
 
@@ -315,4 +319,4 @@ __all__ = ["RunDir", "checkpoint_name", "checkpoint_step", "list_checkpoints",
            "latest_checkpoint", "save_checkpoint", "load_config", "read_resolved",
            "write_config", "check_start", "clear", "read_metrics", "read_hook_metrics",
            "truncate_metrics", "MetricsLog", "load_run", "training_record", "LATEST",
-           "CONFIG_FILE", "METRICS_FILE", "CHECKPOINTS", "SAMPLES"]
+           "CONFIG_FILE", "METRICS_FILE", "CHECKPOINTS", "SAMPLES", "NORMALIZER_FILE"]

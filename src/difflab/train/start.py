@@ -86,6 +86,7 @@ def train(config: TrainConfig, resume: bool = False, force: bool = False, *,
         if resume:
             rundir.truncate_metrics(run.metrics_file, loop.step)
         rundir.write_config(run.path, cfg, resolved)
+        loop.task.save(run)
     d.barrier()
     t0, start = time.perf_counter(), loop.step
     loop.fit()

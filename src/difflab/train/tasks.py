@@ -10,7 +10,8 @@ the schedule, and says
 - `loss(net, batch, draws, device)`: the loss of one micro-batch of the loader;
 - `check(net, batch, device)`: one forward pass that fails, in one line, if the network does
   not fit;
-- `preview(model, path, ...)`: a picture of samples drawn with `model`.
+- `preview(model, path, ...)`: a picture of samples drawn with `model`;
+- `save(run)`: what the run must keep beside the weights (the policy task: its normaliser).
 A new kind of data is a new Task subclass registered with `@register_task("name")`.
 """
 
@@ -65,6 +66,10 @@ class Task:
     def resolved(self) -> dict[str, Any]:
         """What config.json records about the data, beside the config."""
         return {"data_shape": list(self.sample_shape), "dataset_size": len(self.dataset)}
+
+    def save(self, run) -> None:
+        """Write what a later user of the run needs beside the weights (a normaliser) into
+        the run directory `run` (a RunDir); main process, before training."""
 
     def draws(self, g: torch.Generator, n: int) -> dict[str, Tensor]:
         raise NotImplementedError
