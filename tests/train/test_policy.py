@@ -120,3 +120,36 @@ def test_the_policy_task_needs_trajectories(toys, tmp_path):
     with pytest.raises(TrainError, match="task policy needs a trajectory dataset"):
         train(_config(toys, tmp_path / "r", "policy", steps=2), net=ChunkMLP(),
               dataset=toys.ToyPoints())
+
+
+def test_the_pusht_presets_train_and_give_a_policy(tmp_path, capsys):
+    """`difflab train pusht-small` on a tiny replay store written here (a few short random
+    episodes in the real layout), then its policy: the CLI path end to end."""
+    zarr = pytest.importorskip("zarr")
+    import math
+
+    import numpy as np
+
+    from difflab.cli import main
+
+    rng = np.random.default_rng(0)
+    lengths = [30, 25, 28]
+    n = sum(lengths)
+    state = np.concatenate([rng.uniform(50, 450, (n, 4)), rng.uniform(0, 2 * math.pi, (n, 1))], 1)
+    store = zarr.open_group(str(tmp_path / "pusht_cchi_v7_replay.zarr"), mode="w")
+    store.create_dataset("data/state", data=state.astype(np.float32))
+    store.create_dataset("data/action", data=rng.uniform(0, 512, (n, 2)).astype(np.float32))
+    store.create_dataset("data/keypoint", data=rng.uniform(0, 512, (n, 9, 2)).astype(np.float32))
+    store.create_dataset("meta/episode_ends", data=np.cumsum(lengths))
+    run = tmp_path / "run"
+    assert main(["train", "pusht-small", "--steps", "3", "--batch-size", "8", "--run-dir",
+                 str(run), "--dataset-kwargs", json.dumps({"root": str(tmp_path),
+                                                           "split": "all"}),
+                 "--sample-every", "0", "--checkpoint-every", "0", "--no-progress",
+                 "--device", "cpu"]) == 0
+    policy = load_policy(run, sampler="unipc", steps=3)
+    window = torch.tensor(np.concatenate([rng.uniform(0, 512, (2, 18)),
+                                          rng.uniform(50, 450, (2, 2))], 1), dtype=torch.float32)
+    actions = policy.predict_action_chunk(window[None].repeat(3, 1, 1))  # (3, To, 20)
+    assert actions.shape == (3, TA, 2) and torch.isfinite(actions).all()
+    assert main(["info", str(run)]) == 0 and "unet1d-pusht-small" in capsys.readouterr().out

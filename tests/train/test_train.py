@@ -239,6 +239,19 @@ def test_grad_accum_matches_one_big_batch(toys, tmp_path):
     assert _max_diff(out[0], toys.state_tensors(other)) > 1e-3
 
 
+def test_cosine_learning_rate(toys, tmp_path):
+    """Warm-up then a cosine decay to 0 at the last step, as diffusers' cosine schedule."""
+    run = tmp_path / "run"
+    train(toys.toy_config(run, steps=20, log_every=1, warmup_steps=4, lr=1e-2,
+                          lr_schedule="cosine"), net=toys.make_net(), dataset=toys.ToyPoints())
+    lrs = [r["lr"] for r in _metrics(run)]  # the lr each step (1-based) used
+    import math
+
+    want = [1e-2 * (s + 1) / 4 if s < 4 else 1e-2 * 0.5 * (1 + math.cos(math.pi * (s - 4) / 16))
+            for s in range(20)]
+    assert lrs == pytest.approx(want, rel=1e-12)
+
+
 def test_ema_power_schedule():
     """Chi et al. 2023's EMA (power 0.75, inv_gamma 1, max 0.9999): the decays of the first
     updates, as their EMAModel computes them (its step = updates before - 1; 0 at step 0)."""

@@ -171,6 +171,10 @@ class TrainConfig:
     warmup_steps: int = _f(0, _count)
     """Linear learning-rate warm-up: step s (0-based) uses lr * min(1, (s + 1) / warmup_steps);
     constant afterwards. 0: no warm-up."""
+    lr_schedule: str = _f("constant", _choice("constant", "cosine"))
+    """After the warm-up: `constant`, or `cosine` decay to 0 at `steps` (diffusers'
+    get_cosine_schedule_with_warmup, as Chi et al. 2023 train). With cosine, resuming with more
+    steps stretches the rest of the decay."""
     steps: int = _f(10_000, _positive, resumable=True)
     """Optimizer steps to train for (the total, also when resuming)."""
     grad_clip: float | None = _f(1.0, lambda v: None if v is None or (_is_num(v) and v >= 0)

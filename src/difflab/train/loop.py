@@ -10,6 +10,7 @@ are saved, so training 2N steps straight and N + stop + resume + N steps give id
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -54,13 +55,21 @@ class Loop:
         self.ddp = dist.wrap(self.model)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                      betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
-        w = cfg.warmup_steps
-        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: min(1.0, (s + 1) / w) if w > 0 else 1.0)
+        self.lr_schedule = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.step = 0
         # The loss summed over the steps since the last metrics line, and their count: kept in
         # the checkpoint so that a resumed run logs the same lines as a straight one.
         self.log_acc = [0.0, 0]
+
+    def _lr_factor(self, s: int) -> float:
+        """The learning rate of step s (0-based) over cfg.lr: linear warm-up, then constant or
+        a cosine decay to 0 at cfg.steps."""
+        w, total = self.cfg.warmup_steps, self.cfg.steps
+        if w > 0 and s < w:
+            return (s + 1) / w
+        if self.cfg.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (s - w) / max(1, total - w))))
+        return 1.0
 
     # --- one optimizer step -----------------------------------------------------------------
 
