@@ -30,6 +30,7 @@ commands:
                        JSON: --net-kwargs '{"dropout": 0}' --dataset-kwargs '{"root": "imgs"}'
   sample RUN           draw samples from a run's EMA weights: a PNG grid, optionally a GIF
   info RUN             what a run is: config, steps, last loss, checkpoints
+  policy eval RUN      score a Push-T policy in the simulator as the paper does
   demo [samplers]      the demo: train unet-digits on the 8x8 digits (about 3 minutes), then
                        sample; `demo samplers` compares every sampler on an exact problem
 
@@ -109,9 +110,11 @@ def cmd_train(argv: list[str]) -> int:
     rest, dicts = _pop_dict_options(rest)
 
     def parse(base: TrainConfig) -> TrainCommand:
-        merged = {name: {**getattr(base, name), **d} for name, d in dicts.items()}  # keys added
-        default = TrainCommand(config=dataclasses.replace(base, **merged))
-        return tyro.cli(TrainCommand, args=rest, default=default, prog="difflab train",
+        merged = {name: {**getattr(base, name), **dicts.get(name, {})} for name in DICT_FIELDS}
+        # tyro sees the dict fields empty (it would make options of their keys) and the merged
+        # dicts go back after parsing
+        default = TrainCommand(config=dataclasses.replace(base, **{n: {} for n in merged}))
+        args = tyro.cli(TrainCommand, args=rest, default=default, prog="difflab train",
                         description="Train a diffusion model: difflab train PRESET [--FIELD "
                         "VALUE ...], or difflab train --config-file FILE [...]. Presets: "
                         + ", ".join(TRAIN_PRESETS) + ". The dict fields take JSON objects, "
@@ -119,6 +122,7 @@ def cmd_train(argv: list[str]) -> int:
                         + ", ".join("--" + n.replace("_", "-") for n in DICT_FIELDS)
                         + ". With --resume the run's own config.json is the base and the "
                         "fields given override it.")
+        return dataclasses.replace(args, config=dataclasses.replace(args.config, **merged))
 
     args = parse(base or TrainConfig())
     stored = RunDir(args.config.run_dir).config_file
@@ -221,8 +225,50 @@ def cmd_demo(argv: list[str]) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+# policy
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "demo": cmd_demo}
+
+@dataclass
+class PolicyEvalArgs:
+    """Score a Push-T policy run in the simulator as the paper does: the mean over episodes of
+    the best min(coverage / 0.95, 1), from the paper's test starts (needs difflab[pusht])."""
+
+    run: tyro.conf.Positional[Path]
+    """The run directory (task policy or policy-mse, dataset pusht)."""
+    episodes: int = 50
+    """How many of the paper's 50 test starts."""
+    sampler: str = "ddpm"
+    """Sampler (ddpm with 100 steps is the paper's)."""
+    steps: int = 100
+    """Network evaluations per action chunk."""
+    max_steps: int = 300
+    """Environment steps per episode."""
+    seed: int = 0
+    """Seed of the policy's noise."""
+    gif: Path | None = None
+    """Also write a GIF (.gif) of the first four episodes."""
+
+
+def cmd_policy(argv: list[str]) -> int:
+    if not argv or argv[0] != "eval":
+        raise ValueError("usage: difflab policy eval RUN [--episodes N --sampler S --steps K "
+                         "--gif FILE]")
+    args = tyro.cli(PolicyEvalArgs, args=argv[1:], prog="difflab policy eval")
+    from .commands import policy_eval
+
+    out = policy_eval(args.run, episodes=args.episodes, sampler=args.sampler, steps=args.steps,
+                      max_steps=args.max_steps, seed=args.seed, gif=args.gif)
+    print(f"score {out['score']:.3f}  success rate {out['success_rate']:.3f}  "
+          f"({args.episodes} episodes, {args.sampler} {args.steps} NFE, "
+          f"{1000 * out['seconds_per_chunk']:.1f} ms per chunk of {args.episodes})"
+          + (f"; wrote {args.gif}" if args.gif else ""))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "demo": cmd_demo,
+            "policy": cmd_policy}
 
 
 # What difflab raises on purpose for a user's mistake, beside UserError and SamplingError.

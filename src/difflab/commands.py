@@ -6,6 +6,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .pictures import class_grid
@@ -176,3 +177,40 @@ def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> Path:
                  "(rk45: adaptive)")
     print(f"wrote {out / 'samplers.md'} and {picture} in {time.perf_counter() - t0:.0f} s")
     return picture
+
+
+def policy_eval(run: Path, *, episodes: int = 50, sampler: str = "ddpm", steps: int = 100,
+                max_steps: int = 300, seed: int = 0, gif: Path | None = None) -> dict:
+    """Score a Push-T policy run in the simulator as the paper does (difflab.eval.pusht); a GIF
+    of the first episodes if asked. Returns the result (score, success_rate, ...)."""
+    from .eval.pusht import paper_rollouts
+    from .train import load_policy
+    from .train.rundir import read_resolved
+
+    if not isinstance(episodes, int) or not 1 <= episodes <= 50:
+        raise ValueError(f"--episodes must be in 1..50 (the paper's test starts), got {episodes}")
+    if gif is not None and (Path(gif).is_dir() or Path(gif).suffix.lower() != ".gif"):
+        raise ValueError(f"--gif {gif}: give a file name ending in .gif")
+    policy = load_policy(run, sampler=sampler, steps=steps, seed=seed)
+    pusht = read_resolved(run).get("pusht")
+    if pusht is None:
+        raise ValueError(f"{run} is a policy run, but not on the pusht dataset")
+    out = paper_rollouts(policy, episodes, obs=pusht["obs"],
+                         keypoints_local=np.asarray(pusht["keypoints_local"]),
+                         max_steps=max_steps, gif_episodes=4 if gif is not None else 0)
+    if gif is not None:
+        _rollout_gif(out["frames"], Path(gif))
+    return out
+
+
+def _rollout_gif(frames: list[list], path: Path) -> Path:
+    """The episodes' RGB frames side by side, each held at its last frame once it ended."""
+    from PIL import Image
+
+    n = max(len(f) for f in frames)
+    tiles = [[f[min(k, len(f) - 1)] for f in frames] for k in range(0, n, 2)]
+    images = [Image.fromarray(np.concatenate(row, axis=1)).resize((128 * len(row), 128))
+              for row in tiles]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return path

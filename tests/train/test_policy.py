@@ -3,8 +3,10 @@ problem: the diffusion policy passes the obstacle on both sides, in proportion, 
 it; the MSE baseline, with the same network and chunking, averages the two ways into the
 obstacle (Chi et al. 2023, section 2)."""
 
+import importlib.util
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -128,8 +130,6 @@ def test_the_pusht_presets_train_and_give_a_policy(tmp_path, capsys):
     zarr = pytest.importorskip("zarr")
     import math
 
-    import numpy as np
-
     from difflab.cli import main
 
     rng = np.random.default_rng(0)
@@ -153,3 +153,27 @@ def test_the_pusht_presets_train_and_give_a_policy(tmp_path, capsys):
     actions = policy.predict_action_chunk(window[None].repeat(3, 1, 1))  # (3, To, 20)
     assert actions.shape == (3, TA, 2) and torch.isfinite(actions).all()
     assert main(["info", str(run)]) == 0 and "unet1d-pusht-small" in capsys.readouterr().out
+    resolved = json.loads((run / "config.json").read_text())["resolved"]
+    assert resolved["pusht"]["obs"] == "keypoints"
+    assert np.asarray(resolved["pusht"]["keypoints_local"]).shape == (9, 2)
+
+    if importlib.util.find_spec("gym_pusht") is None:
+        pytest.skip("the simulator (difflab[pusht]) is not installed")
+    # scored in the simulator from the command line, and as a hook during training
+    assert main(["policy", "eval", str(run), "--episodes", "2", "--max-steps", "4",
+                 "--sampler", "unipc", "--steps", "2", "--gif", str(tmp_path / "r.gif")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("score ") and "success rate" in out and (tmp_path / "r.gif").is_file()
+    hooked = tmp_path / "hooked"
+    assert main(["train", "pusht-small", "--steps", "2", "--batch-size", "8", "--run-dir",
+                 str(hooked), "--dataset-kwargs", json.dumps({"root": str(tmp_path)}),
+                 "--hooks", json.dumps({"pusht_rollout": {"every": 2, "episodes": 2,
+                                                          "max_steps": 3, "sampler": "unipc",
+                                                          "steps": 2}}),
+                 "--sample-every", "0", "--checkpoint-every", "0", "--no-progress",
+                 "--device", "cpu"]) == 0
+    from difflab.train import read_hook_metrics
+
+    rows = read_hook_metrics(hooked / "metrics.jsonl")
+    assert [r["hook"] for r in rows] == ["pusht_rollout"] and 0 <= rows[0]["score"] <= 1
+    assert main(["policy", "eval", str(tmp_path / "nowhere")]) == 2

@@ -9,6 +9,7 @@ condition dropout (the paper's policy is always conditioned).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..predictions import check_net_output
 from ..sampling import sample
 from ..schedules import Schedule
 from .config import TrainConfig, TrainError
+from .hooks import Hook, HookContext, register_hook
 from .rundir import RunDir
 from .tasks import Task, module_device, register_task
 
@@ -56,7 +58,10 @@ class ActionChunks(Task):
 
     def resolved(self) -> dict[str, Any]:
         d = self.dataset
-        return {**super().resolved(), **self.net_kwargs(), "n_action_steps": d.n_action_steps}
+        out = {**super().resolved(), **self.net_kwargs(), "n_action_steps": d.n_action_steps}
+        if hasattr(d, "obs_kind"):  # Push-T: what rollouts need to observe the simulator
+            out["pusht"] = {"obs": d.obs_kind, "keypoints_local": d.keypoints_local.tolist()}
+        return out
 
     def save(self, run: RunDir) -> None:
         self.dataset.normalizer.save(run.normalizer_file)
@@ -128,6 +133,49 @@ class ChunkRegression(ActionChunks):
         return None
 
 
+@register_hook("pusht_rollout")
+class PushTRollout(Hook):
+    """The EMA policy scored in the Push-T simulator as the paper scores it (difflab.eval.pusht:
+    the first `episodes` of the 50 test starts, at most `max_steps` steps). Metrics: score,
+    success_rate, seconds_per_chunk."""
+
+    @dataclass
+    class Options:
+        episodes: int = 50
+        max_steps: int = 300
+        sampler: str = "ddpm"
+        steps: int = 100
+
+    def __init__(self, every: int, cfg: TrainConfig, task, **options):
+        super().__init__(every, cfg, task, **options)
+        if not isinstance(task, ActionChunks) or not hasattr(task.dataset, "obs_kind"):
+            raise TrainError("hook pusht_rollout needs the policy task on the pusht dataset")
+        from ..eval.pusht import make_env
+
+        make_env().close()  # the simulator is there, before training starts
+
+    def __call__(self, ctx: HookContext) -> dict[str, float]:
+        from ..eval.pusht import paper_rollouts
+
+        d, o = ctx.task.dataset, self.options
+        policy = policy_from(ctx.task, ctx.ema, sampler=o.sampler, steps=o.steps,
+                             seed=self.cfg.seed, device=ctx.device)
+        out = paper_rollouts(policy, o.episodes, obs=d.obs_kind,
+                             keypoints_local=d.keypoints_local, max_steps=o.max_steps)
+        return {k: out[k] for k in ("score", "success_rate", "seconds_per_chunk")}
+
+
+def policy_from(task: ActionChunks, model, **kw):
+    """The policy of a network trained by `task` (its dataset's windows and normaliser)."""
+    from ..policy import DiffusionPolicy, RegressionPolicy
+
+    kind = RegressionPolicy if isinstance(task, ChunkRegression) else DiffusionPolicy
+    d = task.dataset
+    return kind(model, task.schedule, d.normalizer, obs_dim=d.obs_dim, action_dim=d.action_dim,
+                n_obs_steps=d.n_obs_steps, horizon=d.horizon, n_action_steps=d.n_action_steps,
+                prediction=task.cfg.prediction, **kw)
+
+
 def load_policy(run_dir: str | Path, *, sampler: str = "ddpm", steps: int = 100, seed: int = 0,
                 device: str | torch.device = "cpu", net=None,
                 checkpoint: str | Path | None = None):
@@ -151,4 +199,4 @@ def load_policy(run_dir: str | Path, *, sampler: str = "ddpm", steps: int = 100,
         run.normalizer_file), obs_dim=r["obs_dim"], action_dim=r["action_dim"],
         n_obs_steps=r["n_obs_steps"], horizon=r["horizon"], n_action_steps=r["n_action_steps"],
         prediction=cfg.prediction, sampler=sampler, steps=steps, seed=seed, device=device)
-__all__ = ["ActionChunks", "ChunkRegression", "load_policy"]
+__all__ = ["ActionChunks", "ChunkRegression", "PushTRollout", "policy_from", "load_policy"]
