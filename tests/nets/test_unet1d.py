@@ -250,3 +250,17 @@ def test_documented_latency_command_exists():
     text = DOCS.read_text()
     assert "benchmarks/unet1d_latency.py" in text
     assert re.search(r"\| `unet1d-pusht` \| 65,783,298 \|", text)
+
+
+def test_out_dim_gives_more_output_channels():
+    """out_dim: the binned baseline's logits (action_dim x bins a step); None changes nothing."""
+    from difflab.nets import get_net
+
+    kw = dict(action_dim=2, horizon=16, obs_dim=4, n_obs_steps=2)
+    plain = get_net("unet1d-pusht-small", **kw)
+    wide = get_net("unet1d-pusht-small", out_dim=512, **kw)
+    x, t, c = torch.zeros(3, 16, 2), torch.ones(3), torch.randn(3, 2, 4)
+    assert plain(x, t, c).shape == (3, 16, 2) and wide(x, t, c).shape == (3, 16, 512)
+    n = sum(p.numel() for p in plain.parameters())
+    w = sum(p.numel() for p in wide.parameters())
+    assert w - n == (512 - 2) * (40 + 1)  # the last 1x1 conv from 40 channels, with bias

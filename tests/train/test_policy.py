@@ -25,18 +25,20 @@ class ChunkMLP(nn.Module):
     """net(x (B, Tp, A), t (B,), cond (B, To, O)) -> (B, Tp, A): an MLP on the flattened chunk,
     a sinusoidal embedding of 1000 t and the flattened observations."""
 
-    def __init__(self, action_dim=2, horizon=TP, obs_dim=2, n_obs_steps=TO, hidden=256):
+    def __init__(self, action_dim=2, horizon=TP, obs_dim=2, n_obs_steps=TO, hidden=256,
+                 out_dim=None):
         super().__init__()
         n_in = horizon * action_dim + 64 + n_obs_steps * obs_dim
+        self.out_shape = (horizon, out_dim or action_dim)
         self.body = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
                                   nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
-                                  nn.Linear(hidden, horizon * action_dim))
+                                  nn.Linear(hidden, horizon * (out_dim or action_dim)))
 
     def forward(self, x, t, cond):
         B = x.shape[0]
         emb = sinusoidal_embedding(1000 * t, 64).to(x.dtype)  # (B, 64)
         h = torch.cat([x.reshape(B, -1), emb, cond.reshape(B, -1)], 1)
-        return self.body(h).reshape(x.shape)  # (B, Tp, A)
+        return self.body(h).reshape(B, x.shape[1], -1)  # (B, Tp, out_dim or A)
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +179,45 @@ def test_the_pusht_presets_train_and_give_a_policy(tmp_path, capsys):
     rows = read_hook_metrics(hooked / "metrics.jsonl")
     assert [r["hook"] for r in rows] == ["pusht_rollout"] and 0 <= rows[0]["score"] <= 1
     assert main(["policy", "eval", str(tmp_path / "nowhere")]) == 2
+
+
+def test_bins_are_uniform_over_the_normalised_range():
+    from difflab.policy import BINS, bin_centre, bin_index
+
+    a = torch.tensor([-1.0, -1 + 1e-6, -1 + 2 / BINS, 0.0, 1 - 1e-6, 1.0, 3.0])
+    assert bin_index(a).tolist() == [0, 0, 1, BINS // 2, BINS - 1, BINS - 1, BINS - 1]
+    k = torch.arange(BINS)
+    assert torch.equal(bin_index(bin_centre(k)), k)  # each centre lies in its own bin
+    x = torch.rand(10_000) * 2 - 1
+    err = (bin_centre(bin_index(x)) - x).abs()
+    assert float(err.max()) <= 1 / BINS + 1e-6  # half a bin at most
+
+
+def test_the_baselines_train_through_the_same_loop(toys, tmp_path):
+    """The binned and MSE baselines on the precision toy: they train (their losses fall), and
+    their policies return chunks in the data's units; the binned one only bin centres."""
+    from difflab.data.toy_policy import precision_demos
+    from difflab.eval.rollouts import precision_rollouts
+    from difflab.policy import BINS, BinnedPolicy, RegressionPolicy
+
+    d = precision_demos(50, seed=0)
+    data = TrajectoryDataset(d["obs"], d["action"], d["episode_ends"], n_obs_steps=TO,
+                             horizon=TP, n_action_steps=TA)
+    for task, cls, out_dim in (("policy-binned", BinnedPolicy, 2 * BINS),
+                               ("policy-mse", RegressionPolicy, None)):
+        run = tmp_path / task
+        torch.manual_seed(0)
+        train(_config(toys, run, task, steps=200, log_every=50, sample_every=0),
+              net=ChunkMLP(obs_dim=4, out_dim=out_dim), dataset=data)
+        losses = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+        assert losses[-1] < 0.7 * losses[0], (task, losses)
+        policy = load_policy(run, net=lambda o=out_dim: ChunkMLP(obs_dim=4, out_dim=o))
+        assert type(policy) is cls
+        out = precision_rollouts(policy, n=20)
+        assert out["error"].shape == (20,) and np.isfinite(out["error"]).all()
+    chunk = policy.normalizer.action.normalize(policy.predict_action_chunk(
+        torch.zeros(1, TO, 4)))
+    assert chunk.shape == (1, TA, 2)
+    with pytest.raises(TrainError, match="out_dim = action_dim x 256 = 512"):
+        train(_config(toys, tmp_path / "bad", "policy-binned", steps=2), net=ChunkMLP(obs_dim=4),
+              dataset=data)

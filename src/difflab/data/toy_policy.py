@@ -5,6 +5,9 @@ bimodal: from the bottom of the square to the top, around a round obstacle in th
 the left or on the right with equal probability. The demonstrations are multimodal: the mean of
 the two ways goes through the obstacle, which is what a policy fitted by mean squared error
 learns (the motivating example of Chi et al. 2023, section 2 and figure 3).
+
+precision: reach a target and stop on it, to within less than one bin of a 256-bin action
+tokeniser, which a binned policy cannot resolve.
 """
 
 from __future__ import annotations
@@ -69,4 +72,25 @@ def side_taken(path: np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["bimodal_demos", "bimodal_start", "collides", "side_taken", "OBSTACLE"]
+def precision_demos(n_episodes: int = 200, steps: int = 12, seed: int = 0
+                    ) -> dict[str, np.ndarray]:
+    """precision: reach a target drawn uniformly in the square and stop on it. obs[k] is
+    (agent x, y, target x, y), action[k] the next position: a straight line to the target in
+    steps // 2 steps, then the target itself. A tolerance below half a bin of a 256-bin
+    tokeniser (2 / 256 / 2 = 0.0039 in these units) is what tokens cannot resolve."""
+    rng = np.random.default_rng(seed)
+    obs, action, ends = [], [], []
+    for _ in range(n_episodes):
+        start, target = rng.uniform(-1, 1, 2), rng.uniform(-1, 1, 2)
+        u = np.minimum(np.arange(steps + 1) / (steps // 2), 1.0)[:, None]  # (steps + 1, 1)
+        path = start + u * (target - start)  # (steps + 1, 2)
+        obs.append(np.concatenate([path[:-1], np.broadcast_to(target, (steps, 2))], 1))
+        action.append(path[1:])
+        ends.append(sum(len(o) for o in obs))
+    return {"obs": np.concatenate(obs).astype(np.float32),
+            "action": np.concatenate(action).astype(np.float32),
+            "episode_ends": np.asarray(ends, dtype=np.int64)}
+
+
+__all__ = ["bimodal_demos", "bimodal_start", "collides", "side_taken", "precision_demos",
+           "OBSTACLE"]

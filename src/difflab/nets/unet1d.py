@@ -59,6 +59,9 @@ class UNet1DConfig:
     cond_predict_scale: bool = True
     """True: FiLM with a per-channel scale and bias, h * scale + bias (the paper). False: only a
     per-channel bias, h + bias (Janner et al. 2022)."""
+    out_dim: int | None = None
+    """Output channels per step; None: action_dim (a prediction shaped like x). The binned
+    baseline (task policy-binned) asks for action_dim x bins logits."""
 
     def __post_init__(self):
         object.__setattr__(self, "down_dims", tuple(int(d) for d in self.down_dims))
@@ -168,7 +171,7 @@ class UNet1D(nn.Module):
             self.up.append(_Level([res_block(2 * c_out, c_in), res_block(c_in, c_in)],
                                   nn.ConvTranspose1d(c_in, c_in, 4, 2, 1)))
         self.final = Conv1dBlock(c.down_dims[0], c.down_dims[0], c.kernel_size, c.n_groups)
-        self.out = nn.Conv1d(c.down_dims[0], c.action_dim, 1)
+        self.out = nn.Conv1d(c.down_dims[0], c.out_dim or c.action_dim, 1)
 
     def _check(self, x: Tensor, cond: Tensor | None) -> None:
         c = self.config
@@ -209,5 +212,5 @@ class UNet1D(nn.Module):
             for block in level.blocks:
                 h = block(h, emb)  # (B, down_dims[i-1], Tp / 2^i)
             h = level.resample(h)  # (B, down_dims[i-1], Tp / 2^(i-1))
-        out = self.out(self.final(h))  # (B, A, Tp)
-        return out.transpose(1, 2).to(x.dtype)  # (B, Tp, A)
+        out = self.out(self.final(h))  # (B, out_dim or A, Tp)
+        return out.transpose(1, 2).to(x.dtype)  # (B, Tp, out_dim or A)

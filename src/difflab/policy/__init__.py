@@ -3,6 +3,14 @@ execute out, with a receding horizon. `difflab.train.load_policy(run_dir)` build
 run of the `policy` task; policy/ never imports train/."""
 
 from .diffusion import DiffusionPolicy
-from .regression import RegressionPolicy, regression_inputs
+from .regression import (
+           BINS,
+           BinnedPolicy,
+           RegressionPolicy,
+           bin_centre,
+           bin_index,
+           regression_inputs,
+)
 
-__all__ = ["DiffusionPolicy", "RegressionPolicy", "regression_inputs"]
+__all__ = ["DiffusionPolicy", "RegressionPolicy", "BinnedPolicy", "regression_inputs", "bin_index",
+           "bin_centre", "BINS"]

@@ -17,14 +17,24 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..data.trajectories import TrajectoryNormalizer
 from ..errors import one_line
 from ..losses import diffusion_loss, sample_t
+from ..policy import (
+    BINS,
+    BinnedPolicy,
+    DiffusionPolicy,
+    RegressionPolicy,
+    bin_index,
+    regression_inputs,
+)
 from ..predictions import check_net_output
 from ..sampling import sample
 from ..schedules import Schedule
 from .config import TrainConfig, TrainError
 from .hooks import Hook, HookContext, register_hook
-from .rundir import RunDir
+from .parts import build_schedule
+from .rundir import RunDir, load_config, load_run, read_resolved
 from .tasks import Task, module_device, register_task
 
 NEEDS = ("obs_dim", "action_dim", "n_obs_steps", "horizon", "n_action_steps", "normalizer")
@@ -123,14 +133,36 @@ class ChunkRegression(ActionChunks):
         return {}
 
     def loss(self, net, batch, draws: dict[str, Tensor], device: torch.device) -> Tensor:
-        from ..policy import regression_inputs
-
         obs, action = (b.to(device, non_blocking=True) for b in batch)  # (B, To, O), (B, Tp, A)
         x, t = regression_inputs(obs, *self.sample_shape)
         return ((net(x, t, obs).float() - action) ** 2).mean()
 
     def preview(self, model, path: Path, *, title: str = "") -> Path | None:
         return None
+
+
+@register_task("policy-binned")
+class ChunkBinned(ChunkRegression):
+    """The binned-token baseline: net(0, 1, O) gives action_dim x BINS logits a step, fitted
+    by cross-entropy to the bins of the demonstrated actions."""
+
+    def net_kwargs(self) -> dict[str, Any]:
+        return {**super().net_kwargs(), "out_dim": self.dataset.action_dim * BINS}
+
+    def loss(self, net, batch, draws: dict[str, Tensor], device: torch.device) -> Tensor:
+        obs, action = (b.to(device, non_blocking=True) for b in batch)  # (B, To, O), (B, Tp, A)
+        x, t = regression_inputs(obs, *self.sample_shape)
+        logits = net(x, t, obs).float().reshape(-1, BINS)  # (B Tp A, BINS)
+        return torch.nn.functional.cross_entropy(logits, bin_index(action).reshape(-1))
+
+    def check(self, net: nn.Module, batch, device: torch.device) -> None:
+        obs, action = (b.to(device) for b in batch)
+        with torch.no_grad():
+            out = net(torch.zeros_like(action), torch.ones(action.shape[0], device=device), obs)
+        if tuple(out.shape) != (*action.shape[:2], action.shape[2] * BINS):
+            raise TrainError(f"task policy-binned needs a network with out_dim = action_dim x "
+                             f"{BINS} = {action.shape[2] * BINS}; {self.cfg.net!r} returns "
+                             f"{tuple(out.shape)}")
 
 
 @register_hook("pusht_rollout")
@@ -167,9 +199,9 @@ class PushTRollout(Hook):
 
 def policy_from(task: ActionChunks, model, **kw):
     """The policy of a network trained by `task` (its dataset's windows and normaliser)."""
-    from ..policy import DiffusionPolicy, RegressionPolicy
 
-    kind = RegressionPolicy if isinstance(task, ChunkRegression) else DiffusionPolicy
+    kind = (BinnedPolicy if isinstance(task, ChunkBinned) else RegressionPolicy
+            if isinstance(task, ChunkRegression) else DiffusionPolicy)
     d = task.dataset
     return kind(model, task.schedule, d.normalizer, obs_dim=d.obs_dim, action_dim=d.action_dim,
                 n_obs_steps=d.n_obs_steps, horizon=d.horizon, n_action_steps=d.n_action_steps,
@@ -181,14 +213,11 @@ def load_policy(run_dir: str | Path, *, sampler: str = "ddpm", steps: int = 100,
                 checkpoint: str | Path | None = None):
     """The DiffusionPolicy of a `policy` run: its EMA network, schedule and normaliser.
     net: the network (or a function making one) when it was trained with train(..., net=)."""
-    from ..data.trajectories import TrajectoryNormalizer
-    from ..policy import DiffusionPolicy, RegressionPolicy
-    from .parts import build_schedule
-    from .rundir import load_config, load_run, read_resolved
 
     run = RunDir(run_dir)
     cfg = load_config(run.path)
-    kinds = {"policy": DiffusionPolicy, "policy-mse": RegressionPolicy}
+    kinds = {"policy": DiffusionPolicy, "policy-mse": RegressionPolicy,
+             "policy-binned": BinnedPolicy}
     if cfg.task not in kinds or not run.normalizer_file.is_file():
         raise TrainError(f"{run} is not a policy run (task {cfg.task!r}"
                          f"{'' if run.normalizer_file.is_file() else ', no normalizer.json'}): "
@@ -199,4 +228,6 @@ def load_policy(run_dir: str | Path, *, sampler: str = "ddpm", steps: int = 100,
         run.normalizer_file), obs_dim=r["obs_dim"], action_dim=r["action_dim"],
         n_obs_steps=r["n_obs_steps"], horizon=r["horizon"], n_action_steps=r["n_action_steps"],
         prediction=cfg.prediction, sampler=sampler, steps=steps, seed=seed, device=device)
-__all__ = ["ActionChunks", "ChunkRegression", "PushTRollout", "policy_from", "load_policy"]
+
+__all__ = ["ActionChunks", "ChunkRegression", "ChunkBinned", "PushTRollout", "policy_from",
+           "load_policy"]
