@@ -234,7 +234,7 @@ class PolicyEvalArgs:
     the best min(coverage / 0.95, 1), from the paper's test starts (needs difflab[pusht])."""
 
     run: tyro.conf.Positional[Path]
-    """The run directory (task policy or policy-mse, dataset pusht)."""
+    """The run directory (task policy, policy-mse or policy-binned, dataset pusht)."""
     episodes: int = 50
     """How many of the paper's 50 test starts."""
     sampler: str = "ddpm"
@@ -259,7 +259,7 @@ def cmd_policy(argv: list[str]) -> int:
     out = policy_eval(args.run, episodes=args.episodes, sampler=args.sampler, steps=args.steps,
                       max_steps=args.max_steps, seed=args.seed, gif=args.gif)
     print(f"score {out['score']:.3f}  success rate {out['success_rate']:.3f}  "
-          f"({args.episodes} episodes, {args.sampler} {args.steps} NFE, "
+          f"({args.episodes} episodes, {out['sampling']}, "
           f"{1000 * out['seconds_per_chunk']:.1f} ms per chunk of {args.episodes})"
           + (f"; wrote {args.gif}" if args.gif else ""))
     return 0

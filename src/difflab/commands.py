@@ -184,6 +184,7 @@ def policy_eval(run: Path, *, episodes: int = 50, sampler: str = "ddpm", steps: 
     """Score a Push-T policy run in the simulator as the paper does (difflab.eval.pusht); a GIF
     of the first episodes if asked. Returns the result (score, success_rate, ...)."""
     from .eval.pusht import paper_rollouts
+    from .policy import DiffusionPolicy
     from .train import load_policy
     from .train.rundir import read_resolved
 
@@ -200,6 +201,8 @@ def policy_eval(run: Path, *, episodes: int = 50, sampler: str = "ddpm", steps: 
                          max_steps=max_steps, gif_episodes=4 if gif is not None else 0)
     if gif is not None:
         _rollout_gif(out["frames"], Path(gif))
+    diffusion = type(policy).sample_chunk is DiffusionPolicy.sample_chunk
+    out["sampling"] = f"{sampler} {steps} NFE" if diffusion else "one network call"
     return out
 
 

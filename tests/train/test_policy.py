@@ -99,12 +99,15 @@ def test_receding_horizon_and_errors(trained):
     obs = torch.tensor([[0.0, -1.0], [0.01, -1.0]])
     chunk = policy.predict_action_chunk(torch.stack([obs, obs], 1))  # (2, To, 2) windows
     assert chunk.shape == (2, TA, 2) and policy.calls == 1
-    policy.reset()
+    policy.reset(seed=0)
     actions = [policy.select_action(obs) for _ in range(2 * TA + 1)]
     assert policy.calls == 3 and all(a.shape == (2, 2) for a in actions)  # a chunk per Ta
     policy.reset()
-    first = policy.select_action(obs)  # the same seed stream: reproducible
-    assert torch.equal(first, actions[0])
+    assert not torch.equal(policy.select_action(obs), actions[0])  # the next episode: new noise
+    policy.reset(seed=0)
+    assert torch.equal(policy.select_action(obs), actions[0])  # the same stream again
+    with pytest.raises(ValueError, match=r"changed from shape \(2, 2\) to \(3, 2\): call reset"):
+        policy.select_action(torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"observation of shape \(2, 3\): this policy takes "
                                          r"\(2,\)"):
         policy.select_action(torch.zeros(2, 3))
@@ -221,3 +224,44 @@ def test_the_baselines_train_through_the_same_loop(toys, tmp_path):
     with pytest.raises(TrainError, match="out_dim = action_dim x 256 = 512"):
         train(_config(toys, tmp_path / "bad", "policy-binned", steps=2), net=ChunkMLP(obs_dim=4),
               dataset=data)
+
+
+class ConstantChunk(nn.Module):
+    """An x0-predicting 'network' whose chunk is always position j -> (j / 16, -j / 16)."""
+
+    prediction = "x0"
+
+    def forward(self, x, t, cond):
+        j = torch.arange(x.shape[1], dtype=x.dtype) / 16  # (Tp,)
+        return torch.stack([j, -j], 1).expand(x.shape[0], -1, -1)  # (B, Tp, 2)
+
+
+def test_the_executed_actions_are_positions_to_minus_1_onwards(bimodal):
+    """Chunk positions [To - 1, To - 1 + Ta) are executed, in the data's units; the window
+    holds copies of the observations, not the caller's buffer."""
+    policy = DiffusionPolicy(ConstantChunk(), bimodal_schedule(), bimodal.normalizer, obs_dim=2,
+                             action_dim=2, n_obs_steps=TO, horizon=TP, n_action_steps=TA,
+                             sampler="ddim", steps=3)
+    j = torch.arange(TO - 1, TO - 1 + TA, dtype=torch.float32) / 16
+    want = bimodal.normalizer.action.unnormalize(torch.stack([j, -j], 1))  # (Ta, 2)
+    buffer = torch.tensor([0.0, -1.0])
+    seen = []
+    policy.predict_action_chunk = lambda w, f=policy.predict_action_chunk: seen.append(
+        w.clone()) or f(w)
+    got = []
+    for k in range(TA):
+        buffer[0] = float(k)  # a simulator writing into one buffer
+        got.append(policy.select_action(buffer))
+    assert torch.allclose(torch.stack(got), want, atol=1e-5)
+    policy.reset(seed=0)
+    for k in range(2):
+        buffer[0] = 10.0 + k
+        policy.select_action(buffer)
+    assert seen[0][:, 0].tolist() == [0.0, 0.0]  # the first observation fills the window
+    assert len(seen) == 2 and seen[1][:, 0].tolist() == [10.0, 10.0]
+
+
+def bimodal_schedule():
+    from difflab import get_schedule
+
+    return get_schedule("cosine", T=100)

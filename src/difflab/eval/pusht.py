@@ -24,6 +24,7 @@ from ..errors import UserError
 
 PAPER_SEEDS = tuple(range(100_000, 100_050))
 MAX_STEPS = 300
+GIF_SIZE = 128  # pixels of a rendered frame (gym-pusht renders 680 by default: 1.4 MB a frame)
 
 
 class MissingSimulator(UserError, ImportError):
@@ -46,7 +47,8 @@ def make_env(render: bool = False):
         raise MissingSimulator(f"the Push-T simulator is not installed ({e.name}): pip install "
                                f"'difflab[pusht]'") from None
     return gymnasium.make("gym_pusht/PushT-v0", obs_type="state",
-                          render_mode="rgb_array" if render else None)
+                          render_mode="rgb_array" if render else None,
+                          visualization_width=GIF_SIZE, visualization_height=GIF_SIZE)
 
 
 def set_state_exact(env, state) -> None:
@@ -98,11 +100,12 @@ def rollouts(policy, starts, *, obs: str = "keypoints", keypoints_local=None,
         t0 = time.perf_counter()
         action = policy.select_action(torch.as_tensor(observe(state, obs, keypoints_local),
                                                       dtype=torch.float32))  # (E, 2)
+        action = np.asarray(torch.as_tensor(action).detach().cpu(), dtype=np.float64)
         t_policy += time.perf_counter() - t0
         for i, env in enumerate(envs):
             if done[i]:
                 continue
-            state[i], reward, terminated, _, _ = env.step(action[i].double().numpy())
+            state[i], reward, terminated, _, _ = env.step(action[i])
             best[i] = max(best[i], reward)
             done[i] = terminated
             if i < gif_episodes:
@@ -111,7 +114,7 @@ def rollouts(policy, starts, *, obs: str = "keypoints", keypoints_local=None,
     for env in envs:
         env.close()
     chunks = max(1, policy.calls - calls0)
-    return {"score": float(best.mean()), "success_rate": float((best >= 1.0).mean()),
+    return {"score": float(best.mean()), "success_rate": float(done.mean()),  # coverage > 0.95
             "max_reward": best, "steps": steps, "seconds_per_chunk": t_policy / chunks,
             "frames": frames}
 

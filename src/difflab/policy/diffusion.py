@@ -20,8 +20,9 @@ class DiffusionPolicy:
     model: net(A_t (B, Tp, action_dim), t (B,), O (B, To, obs_dim)) on normalised data;
     normalizer: the run's TrajectoryNormalizer (.obs and .action: normalize / unnormalize).
     sampler, steps: `ddpm` with 100 steps is the paper's; `ddim`, `dpm++2m`, `unipc` with 5 to
-    10 evaluations are fast. Each chunk prediction uses seed `seed + k` for its k-th call, so a
-    rollout is reproducible; sample i of a batch draws from the stream (seed + k, i).
+    10 evaluations are fast. The k-th chunk prediction uses seed `seed + k` (k counts on across
+    reset(), so episodes differ; reset(seed=s) starts again at s), so a rollout is reproducible;
+    sample i of a batch draws from the stream (seed + k, i).
     """
 
     def __init__(self, model, schedule: Schedule, normalizer, *, obs_dim: int, action_dim: int,
@@ -39,14 +40,19 @@ class DiffusionPolicy:
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.reset()
 
-    def reset(self) -> None:
-        """Forget the observation history and the queued actions (a new episode)."""
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the observation history and the queued actions (a new episode). The chunk
+        counter goes on, so the next episode draws new noise; seed: restart the noise streams
+        at chunk 0 of this seed (to reproduce an episode)."""
         self._history: deque[Tensor] = deque(maxlen=self.To)
         self._queue: deque[Tensor] = deque()
-        self.calls = 0
+        if seed is not None or not hasattr(self, "calls"):
+            self.seed, self.calls = (self.seed if seed is None else seed), 0
 
     def _check_obs(self, obs: Tensor, shape: tuple[int, ...]) -> Tensor:
-        obs = torch.as_tensor(obs, dtype=torch.float32)
+        """obs as a float32 CPU tensor of its own (a copy: simulators reuse their buffers)."""
+        obs = torch.tensor(obs.detach().cpu().numpy() if isinstance(obs, Tensor) else obs,
+                           dtype=torch.float32)
         if tuple(obs.shape[-len(shape):]) != shape or obs.ndim not in (len(shape), len(shape) + 1):
             raise ValueError(f"observation of shape {tuple(obs.shape)}: this policy takes "
                              f"{shape} (or a batch (B, {', '.join(map(str, shape))}))")
@@ -77,6 +83,10 @@ class DiffusionPolicy:
         """The next action (action_dim,) or (B, action_dim) for the newest observation
         (obs_dim,) or (B, obs_dim): a new chunk when the queue of Ta actions is empty."""
         obs = self._check_obs(observation, (self.obs_dim,))
+        if self._history and self._history[-1].shape != obs.shape:
+            raise ValueError(f"the observations changed from shape "
+                             f"{tuple(self._history[-1].shape)} to {tuple(obs.shape)}: call "
+                             f"reset() for a new episode or batch")
         if not self._history:  # the first observation of an episode fills the window
             self._history.extend([obs] * self.To)
         else:
