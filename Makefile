@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-samplers test lint setup clean bench
+.PHONY: demo demo-samplers demo-policy test lint setup clean bench
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 demo-samplers: $(STAMP)
 	$(BIN)/difflab demo samplers
+
+demo-policy: $(STAMP)
+	$(BIN)/difflab demo policy
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

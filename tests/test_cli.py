@@ -232,3 +232,14 @@ def test_demo_writes_its_pictures(tmp_path, monkeypatch, capsys):
     for name in ("samples.png", "denoising.gif", "loss.png", "config.json"):
         assert (out / name).stat().st_size > 100, name
     assert "trained in" in capsys.readouterr().out
+
+
+def test_demo_policy_draws_both_policies(tmp_path, monkeypatch, capsys):
+    """`difflab demo policy` end to end, cut to a few steps (its outcome is tested in
+    tests/train/test_policy.py)."""
+    monkeypatch.setitem(__import__("difflab.commands").commands.POLICY_DEMO, "steps", 3)
+    out = tmp_path / "demo"
+    assert main(["demo", "policy", "--out", str(out)]) == 0
+    assert (out / "bimodal.png").stat().st_size > 1000
+    text = capsys.readouterr().out
+    assert "diffusion policy (DDPM-100): collisions" in text and "MSE: collisions" in text

@@ -31,8 +31,9 @@ commands:
   sample RUN           draw samples from a run's EMA weights: a PNG grid, optionally a GIF
   info RUN             what a run is: config, steps, last loss, checkpoints
   policy eval RUN      score a Push-T policy in the simulator as the paper does
-  demo [samplers]      the demo: train unet-digits on the 8x8 digits (about 3 minutes), then
-                       sample; `demo samplers` compares every sampler on an exact problem
+  demo [samplers|policy]  the demo: train unet-digits on the 8x8 digits (about 3 minutes),
+                       then sample; `demo samplers` compares every sampler on an exact problem;
+                       `demo policy`: diffusion policy against MSE regression on a 2-way toy
 
 options of every command:
   --traceback          show the full traceback of an error (also DIFFLAB_TRACEBACK=1)
@@ -203,22 +204,25 @@ def cmd_info(argv: list[str]) -> int:
 
 @dataclass
 class DemoArgs:
-    """The demo. `difflab demo` trains unet-digits; `difflab demo samplers` compares samplers."""
+    """The demo. `difflab demo` trains unet-digits; `difflab demo samplers` compares samplers;
+    `difflab demo policy` trains a diffusion policy and its MSE baseline on the bimodal toy."""
 
-    which: tyro.conf.Positional[Literal["digits", "samplers"]] = "digits"
-    """`digits` (the default) or `samplers`."""
+    which: tyro.conf.Positional[Literal["digits", "samplers", "policy"]] = "digits"
+    """`digits` (the default), `samplers` or `policy`."""
     out: Path | None = None
-    """Output folder (default runs/demo, or runs/demo-samplers)."""
+    """Output folder (default runs/demo, runs/demo-samplers or runs/demo-policy)."""
     force: bool = True
     """Overwrite an earlier demo run in the output folder."""
 
 
 def cmd_demo(argv: list[str]) -> int:
     args = tyro.cli(DemoArgs, args=argv, prog="difflab demo")
-    from .commands import demo_digits, demo_samplers
+    from .commands import demo_digits, demo_policy, demo_samplers
 
     if args.which == "samplers":
         demo_samplers(args.out or Path("runs/demo-samplers"))
+    elif args.which == "policy":
+        demo_policy(args.out or Path("runs/demo-policy"), force=args.force)
     else:
         demo_digits(args.out or Path("runs/demo"), force=args.force)
     return 0

@@ -149,6 +149,38 @@ def demo_digits(out: Path, *, force: bool = True) -> Path:
     return run.path
 
 
+POLICY_DEMO = dict(schedule="cosine", schedule_kwargs={"T": 100}, prediction="eps",
+                   net="unet1d-pusht-small", net_kwargs={"down_dims": [32, 64]}, steps=600,
+                   batch_size=128, lr=2e-3, warmup_steps=50, ema_decay=0.999, ema_power=0.75,
+                   sample_every=0, checkpoint_every=0, log_every=100, device="cpu")
+
+
+def demo_policy(out: Path, *, force: bool = True) -> Path:
+    """Train a diffusion policy and its MSE baseline (the same 1-D U-Net, data and chunking) on
+    the bimodal toy, roll both out closed loop and draw their paths side by side (a PNG)."""
+    from .data.toy_policy import OBSTACLE, bimodal_demos
+    from .data.trajectories import TrajectoryDataset
+    from .eval.rollouts import bimodal_rollouts
+    from .pictures import path_panels
+    from .train import TrainConfig, load_policy, train
+
+    d = bimodal_demos(200, seed=0)
+    data = TrajectoryDataset(d["obs"], d["action"], d["episode_ends"], n_obs_steps=2,
+                             horizon=16, n_action_steps=8)
+    panels, lines = [], []
+    for task, name in (("policy", "diffusion policy (DDPM-100)"), ("policy-mse", "MSE")):
+        cfg = TrainConfig(task=task, dataset="bimodal", run_dir=str(out / task), **POLICY_DEMO)
+        print(f"difflab demo policy: training {name} ({cfg.net}, {cfg.steps} steps)")
+        run = train(cfg, force=force, dataset=data)
+        r = bimodal_rollouts(load_policy(run, sampler="ddpm", steps=100), n=100)
+        panels.append((f"{name}: {100 * r['collision_rate']:.0f}% collide", r["paths"]))
+        lines.append(f"{name}: collisions {r['collision_rate']:.2f}, left "
+                     f"{r['left_fraction']:.2f}, right {r['right_fraction']:.2f}")
+    picture = path_panels(panels, out / "bimodal.png", circle=OBSTACLE)
+    print("\n".join(lines) + f"\nwrote {picture}")
+    return picture
+
+
 def demo_samplers(out: Path, n: int = 20000, schedule: str = "linear") -> Path:
     """Every sampler on the exact 2-D mixture at 5, 10, 20, 50 NFE: a table and a picture."""
     from .data.mixture import GaussianMixture

@@ -170,6 +170,33 @@ def chunk_panels(true: Tensor, sampled: Tensor, path: str | Path, *, title: str 
     return path
 
 
+def path_panels(panels: list[tuple[str, np.ndarray]], path: str | Path, *,
+                circle: tuple[float, float, float] | None = None) -> Path:
+    """Paths (N, K, 2) in panels side by side, one per (title, paths), with an optional round
+    obstacle (x, y, radius) drawn in grey (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    for ax, (title, paths) in zip(axes[0], panels, strict=True):
+        for p in np.asarray(paths):
+            ax.plot(p[:, 0], p[:, 1], lw=0.7, alpha=0.6, color="C0")
+        if circle is not None:
+            ax.add_patch(plt.Circle(circle[:2], circle[2], color="0.5", alpha=0.5))
+        ax.set_xlim(-1.1, 1.1)
+        ax.set_ylim(-1.1, 1.1)
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def denoising_gif(frames: list[tuple[Tensor, Tensor]], path: str | Path, *, nrow: int | None = None,
                   ms_per_frame: int = 120) -> Path:
     """A GIF of the denoising: each frame shows x_t (left) and x0_hat (right) at one step.
@@ -221,4 +248,4 @@ def loss_curve(rows: list[dict], path: str | Path, title: str = "") -> Path:
 
 
 __all__ = ["write_png", "image_grid", "class_grid", "save_samples", "scatter_png", "scatter_panels",
-           "denoising_gif", "loss_curve", "chunk_panels"]
+           "denoising_gif", "loss_curve", "chunk_panels", "path_panels"]
