@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import types
 from contextlib import nullcontext
 
 import torch
 from torch import nn
+from unet1d_latency import _times
 
 B, SIZE = 64, 28
 
@@ -80,14 +80,8 @@ def _difflab():
 
 
 def _time(fn, iters: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds of `iters` calls of fn after 2 warm-up calls."""
+    return statistics.median(_times(fn, 2, iters))
 
 
 def measure(net: nn.Module, iters: int, *, bf16: bool = False, channels_last: bool = False):

@@ -88,14 +88,13 @@ class ActionChunks(Task):
                               eps=draws["eps"].to(device))
 
     def check(self, net: nn.Module, batch, device: torch.device) -> None:
+        """One forward pass (eval mode) before anything is written; a misfit is one line."""
         obs, action = (b.to(device) for b in batch)
-        t = torch.full((action.shape[0],), 0.5, device=device)
         training = net.training
         net.eval()
         try:
             with torch.no_grad():
-                out = net(action, t, obs)
-            check_net_output(out, action)
+                self._check_output(net, obs, action)
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
             raise TrainError(f"network {self.cfg.net!r} does not fit action chunks "
                              f"{tuple(action.shape[1:])} with observations "
@@ -103,6 +102,10 @@ class ActionChunks(Task):
                              f"where)") from e
         finally:
             net.train(training)
+
+    def _check_output(self, net, obs: Tensor, action: Tensor) -> None:
+        out = net(action, torch.full((action.shape[0],), 0.5, device=action.device), obs)
+        check_net_output(out, action)
 
     def preview(self, model, path: Path, *, title: str = "") -> Path | None:
         """Sampled chunks (colours) against the demonstrated one (black) for a few windows of
@@ -156,23 +159,12 @@ class ChunkBinned(ChunkRegression):
         logits = net(x, t, obs).float().reshape(-1, BINS)  # (B Tp A, BINS)
         return torch.nn.functional.cross_entropy(logits, bin_index(action).reshape(-1))
 
-    def check(self, net: nn.Module, batch, device: torch.device) -> None:
-        obs, action = (b.to(device) for b in batch)
-        training = net.training
-        net.eval()
-        try:
-            with torch.no_grad():
-                out = net(torch.zeros_like(action), torch.ones(action.shape[0], device=device),
-                          obs)
-        except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            raise TrainError(f"network {self.cfg.net!r} does not fit observations "
-                             f"{tuple(obs.shape[1:])}: {one_line(e)} (--traceback shows "
-                             f"where)") from e
-        finally:
-            net.train(training)
+    def _check_output(self, net, obs: Tensor, action: Tensor) -> None:
+        x, t = regression_inputs(obs, *self.sample_shape)
+        out = net(x, t, obs)
         if tuple(out.shape) != (*action.shape[:2], action.shape[2] * BINS):
-            raise TrainError(f"task policy-binned needs a network with out_dim = action_dim x "
-                             f"{BINS} = {action.shape[2] * BINS}; {self.cfg.net!r} returns "
+            raise ValueError(f"task policy-binned needs a network with out_dim = action_dim x "
+                             f"{BINS} = {action.shape[2] * BINS}; it returns "
                              f"{tuple(out.shape)}")
 
 
@@ -228,15 +220,17 @@ class PushTRollout(Hook):
         return {k: out[k] for k in ("score", "success_rate", "seconds_per_chunk")}
 
 
+POLICIES = {"policy": DiffusionPolicy, "policy-mse": RegressionPolicy,
+            "policy-binned": BinnedPolicy}  # task name -> the policy of its networks
+WINDOW = ("obs_dim", "action_dim", "n_obs_steps", "horizon", "n_action_steps")
+
+
 def policy_from(task: ActionChunks, model, **kw):
     """The policy of a network trained by `task` (its dataset's windows and normaliser)."""
-
-    kind = (BinnedPolicy if isinstance(task, ChunkBinned) else RegressionPolicy
-            if isinstance(task, ChunkRegression) else DiffusionPolicy)
     d = task.dataset
-    return kind(model, task.schedule, d.normalizer, obs_dim=d.obs_dim, action_dim=d.action_dim,
-                n_obs_steps=d.n_obs_steps, horizon=d.horizon, n_action_steps=d.n_action_steps,
-                prediction=task.cfg.prediction, **kw)
+    return POLICIES[task.name](model, task.schedule, d.normalizer,
+                               **{k: getattr(d, k) for k in WINDOW},
+                               prediction=task.cfg.prediction, **kw)
 
 
 def load_policy(run_dir: str | Path, *, sampler: str = "ddpm", steps: int = 100, seed: int = 0,
@@ -247,18 +241,17 @@ def load_policy(run_dir: str | Path, *, sampler: str = "ddpm", steps: int = 100,
 
     run = RunDir(run_dir)
     cfg = load_config(run.path)
-    kinds = {"policy": DiffusionPolicy, "policy-mse": RegressionPolicy,
-             "policy-binned": BinnedPolicy}
-    if cfg.task not in kinds or not run.normalizer_file.is_file():
+    if cfg.task not in POLICIES or not run.normalizer_file.is_file():
         raise TrainError(f"{run} is not a policy run (task {cfg.task!r}"
                          f"{'' if run.normalizer_file.is_file() else ', no normalizer.json'}): "
                          f"train one with task policy on a trajectory dataset")
     _, _, ema = load_run(run.path, net=net, device=device, checkpoint=checkpoint)
     r = read_resolved(run.path)
-    return kinds[cfg.task](ema, build_schedule(cfg), TrajectoryNormalizer.load(
-        run.normalizer_file), obs_dim=r["obs_dim"], action_dim=r["action_dim"],
-        n_obs_steps=r["n_obs_steps"], horizon=r["horizon"], n_action_steps=r["n_action_steps"],
-        prediction=cfg.prediction, sampler=sampler, steps=steps, seed=seed, device=device)
+    return POLICIES[cfg.task](ema, build_schedule(cfg),
+                              TrajectoryNormalizer.load(run.normalizer_file),
+                              **{k: r[k] for k in WINDOW}, prediction=cfg.prediction,
+                              sampler=sampler, steps=steps, seed=seed, device=device)
+
 
 __all__ = ["ActionChunks", "ChunkRegression", "ChunkBinned", "PushTRollout", "policy_from",
            "load_policy"]
